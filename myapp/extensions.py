@@ -1,0 +1,59 @@
+"""Extensions, unbound: each app binds them in `create_app`."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+import redis
+from flask import Flask, current_app
+from flask_migrate import Migrate
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase
+
+from myapp.store import DataStore
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+db = SQLAlchemy(model_class=Base)
+# render_as_batch lets Alembic alter SQLite tables (it copies them).
+migrate = Migrate(render_as_batch=True, compare_type=True)
+
+
+def redis_init_app(app: Flask) -> None:
+    """One Redis pool per app, kept in `app.extensions`; the data store rides on it."""
+    client = redis.Redis.from_url(
+        app.config["REDIS_URL"],
+        decode_responses=True,
+        # Fail fast when Redis is away: callers answer with a clear error instead of
+        # hanging a web worker.
+        socket_connect_timeout=2,
+        socket_timeout=5,
+        health_check_interval=30,
+        retry_on_timeout=False,
+    )
+    app.extensions["redis"] = client
+    app.extensions["store"] = DataStore(client, app.config["DATA_PREFIX"])
+
+
+def get_store() -> DataStore:
+    return current_app.extensions["store"]
+
+
+def get_redis() -> redis.Redis:
+    return current_app.extensions["redis"]
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # WAL lets the web app read while a worker writes; only SQLite needs this.
+    if isinstance(dbapi_connection, sqlite3.Connection):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()

