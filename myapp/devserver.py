@@ -57,16 +57,24 @@ def start_redis(instance: Path) -> tuple[subprocess.Popen, str]:
     process = subprocess.Popen(
         [
             redis_server_binary(),
-            "--bind", "127.0.0.1",
-            "--port", str(port),
-            "--dir", str(data),
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--dir",
+            str(data),
             # Every write is logged and fsynced each second: a crash loses at most ~1 s.
-            "--appendonly", "yes",
-            "--appendfsync", "everysec",
-            "--save", "",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--save",
+            "",
             # Refuse writes when full rather than silently evicting runs' data.
-            "--maxmemory-policy", "noeviction",
-            "--logfile", str(data / "redis.log"),
+            "--maxmemory-policy",
+            "noeviction",
+            "--logfile",
+            str(data / "redis.log"),
         ],
     )
     client = redis.Redis(port=port)
@@ -99,14 +107,26 @@ def main() -> int:
     try:
         subprocess.run(
             [sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"],
-            env=env, check=True,
+            env=env,
+            check=True,
         )
-        print(f"\n  myapp is starting at http://127.0.0.1:{env['PORT']}/"
-              f"  (Dash: /dash/, API: /api/tasks)  Ctrl-C stops everything.\n",
-              flush=True)
+        print(
+            f"\n  myapp is starting at http://127.0.0.1:{env['PORT']}/"
+            f"  (Dash: /dash/, API: /api/tasks)  Ctrl-C stops everything.\n",
+            flush=True,
+        )
         honcho = subprocess.Popen(
-            [sys.executable, "-m", "honcho", "-f", "Procfile", "start",
-             "web", "worker", "beat"],
+            [
+                sys.executable,
+                "-m",
+                "honcho",
+                "-f",
+                "Procfile",
+                "start",
+                "web",
+                "worker",
+                "beat",
+            ],
             env=env,
         )
         try:

@@ -16,15 +16,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+# The embedded worker's ping check needs this task registered.
+import celery.contrib.testing.tasks  # noqa: F401
 import pytest
 import redis
+from celery.contrib.testing.worker import start_worker
 from flask import Flask
 from flask_migrate import upgrade
 from sqlalchemy import text
 
-# The embedded worker's ping check needs this task registered.
-import celery.contrib.testing.tasks  # noqa: F401
-from celery.contrib.testing.worker import start_worker
 from myapp import create_app
 from myapp.extensions import db
 
