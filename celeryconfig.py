@@ -31,7 +31,21 @@ task_time_limit = 720
 # Redis redelivers an unacked message after the visibility timeout. It must be well
 # above the hard time limit, or a long run is delivered again while it still runs.
 broker_transport_options = {"visibility_timeout": 1800}
-result_backend_transport_options = {"visibility_timeout": 1800}
+# The backend's own reconnect policy (20 tries, 1 s apart) would hold a caller ~20 s
+# when Redis is down; fail within about a second instead: the run row, not the
+# result key, is the status of record, and callers answer 503 or keep the outbox.
+result_backend_transport_options = {
+    "visibility_timeout": 1800,
+    "retry_policy": {
+        "max_retries": 2,
+        "interval_start": 0,
+        "interval_step": 0.5,
+        "interval_max": 0.5,
+    },
+}
+
+# An unreachable Redis must fail a connect in seconds, not hang a web request.
+redis_socket_connect_timeout = 2
 
 # Keep retrying the broker at startup instead of exiting (Celery 6 default).
 broker_connection_retry_on_startup = True
@@ -62,6 +76,12 @@ beat_schedule = {
     # The outbox: send runs whose message never reached the broker.
     "dispatch-pending": {
         "task": "myapp.dispatch_pending",
+        "schedule": 15.0,
+        "options": {"expires": 14},
+    },
+    # The reaper: runs whose worker is gone are sent again or end FAILURE.
+    "reap-runs": {
+        "task": "myapp.reap_runs",
         "schedule": 15.0,
         "options": {"expires": 14},
     },

@@ -41,6 +41,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(health.bp)
     app.register_blueprint(api.bp)
     cli_init_app(app)
+    from myapp.security import security_init_app  # headers, rate limit (issue 5)
+
+    security_init_app(app)
     # Dash mounts here (issue: Dash pages), after the routes it links to exist.
     return app
 

@@ -17,6 +17,10 @@ _ENV_INT = (
     "RUN_LEASE_SECONDS",
     "MAX_CONTENT_LENGTH",
     "DISPATCH_GRACE_SECONDS",
+    "MAX_ACTIVE_RUNS_PER_TASK",
+    "MAX_ATTEMPTS",
+    "REDISPATCH_SECONDS",
+    "REAPER_SLACK_SECONDS",
 )
 _ENV_STR = ("REDIS_URL", "START_RATE_LIMIT", "APP_ENV", "DATA_PREFIX", "SECRET_KEY")
 
@@ -31,6 +35,8 @@ def default_config(instance_path: str) -> dict[str, Any]:
         + str(Path(instance_path) / "myapp.sqlite"),
         "MAX_ROWS_PER_RUN": 100_000,
         "MAX_ACTIVE_RUNS": 100,
+        # One task cannot take every slot: the others stay startable (OWASP API4).
+        "MAX_ACTIVE_RUNS_PER_TASK": 50,
         "START_RATE_LIMIT": "60/minute",
         "SCHEDULE_SECONDS": 90,
         "PRUNE_AFTER_DAYS": 30,
@@ -39,6 +45,20 @@ def default_config(instance_path: str) -> dict[str, Any]:
         "RUN_LEASE_SECONDS": 30,
         # PENDING runs younger than this are left to the message already sent.
         "DISPATCH_GRACE_SECONDS": 10,
+        # The reaper (myapp.reliability): a run whose worker is gone is sent again
+        # until it has been claimed MAX_ATTEMPTS times, then ends FAILURE.
+        "MAX_ATTEMPTS": 3,
+        # A dispatched run still PENDING (or RETRY) after this long whose message is
+        # not in the queue was reserved by a worker that died: send it again.
+        "REDISPATCH_SECONDS": 120,
+        # Grace past Celery's hard time limit before a run still STARTED counts as
+        # stuck (the pool killed it, or the pool cannot enforce limits).
+        "REAPER_SLACK_SECONDS": 60,
+        # Cookies: never readable from scripts, not sent on cross-site posts; Secure
+        # outside development (set in finalize).
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": None,
         # Task parameters are a few small fields; anything bigger is a mistake or abuse.
         "MAX_CONTENT_LENGTH": 64 * 1024,
         "DATA_PREFIX": "myapp:data",
@@ -93,6 +113,9 @@ def finalize(config: dict[str, Any]) -> None:
         # Development only: a random key per start. `make run` sets one for all
         # processes so sessions and Dash's signed job handles agree between them.
         config["SECRET_KEY"] = secrets.token_hex(32)
+    if config.get("SESSION_COOKIE_SECURE") is None:
+        # Production is served over HTTPS; `make run` is plain http on localhost.
+        config["SESSION_COOKIE_SECURE"] = config["APP_ENV"] != "development"
     config["SQLALCHEMY_DATABASE_URI"] = database_url(config["SQLALCHEMY_DATABASE_URI"])
     options = engine_options(config["SQLALCHEMY_DATABASE_URI"])
     config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})

@@ -10,7 +10,7 @@ from celery import Celery, Task
 from celery.signals import worker_process_init
 from flask import Flask, current_app
 
-from myapp import runs
+from myapp import reliability, runs
 from myapp.extensions import db
 from myapp.registry import TaskDefinition
 from myapp.tasks import DEFINITIONS
@@ -96,11 +96,26 @@ def _register(celery_app: Celery, definition: TaskDefinition) -> None:
     celery_app.task(name=definition.name, bind=True, shared=False)(run_task)
 
 
+# Maintenance passes are short; a stuck one must not hold a pool process for long.
+_MAINTENANCE = {
+    "ignore_result": True,
+    "shared": False,
+    "soft_time_limit": 60,
+    "time_limit": 90,
+}
+
+
 def _register_maintenance(celery_app: Celery) -> None:
-    @celery_app.task(name="myapp.dispatch_pending", ignore_result=True, shared=False)
+    @celery_app.task(name="myapp.dispatch_pending", **_MAINTENANCE)
     def dispatch_pending() -> int:
         """Send the outbox: PENDING runs whose message never reached the broker."""
         sent = runs.dispatch_pending()
         if sent:
             log.info("outbox: sent %d pending runs", sent)
         return sent
+
+    @celery_app.task(name="myapp.reap_runs", **_MAINTENANCE)
+    def reap_runs() -> dict[str, list[str]]:
+        """Send again or fail the runs whose worker is gone (myapp.reliability)."""
+        report = reliability.reap_runs()
+        return {"resent": report.resent, "failed": report.failed}

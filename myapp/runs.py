@@ -48,6 +48,15 @@ class TooManyActiveRuns(Exception):
     """MAX_ACTIVE_RUNS runs are already PENDING, STARTED or PROGRESS."""
 
 
+class TooManyActiveRunsOfTask(TooManyActiveRuns):
+    """MAX_ACTIVE_RUNS_PER_TASK runs of this task are already active."""
+
+    def __init__(self, task: str, limit: int):
+        super().__init__(f"{limit} runs of {task} are already active; try later")
+        self.task = task
+        self.limit = limit
+
+
 class RunFinished(Exception):
     """The run has already ended; it cannot be cancelled."""
 
@@ -96,6 +105,9 @@ def create_run(
             return existing, False
     if count_active() >= current_app.config["MAX_ACTIVE_RUNS"]:
         raise TooManyActiveRuns()
+    per_task = current_app.config["MAX_ACTIVE_RUNS_PER_TASK"]
+    if count_active(definition.name) >= per_task:
+        raise TooManyActiveRunsOfTask(definition.name, per_task)
     run = Run(
         id=str(uuid.uuid4()),
         task=definition.name,
@@ -153,6 +165,11 @@ def dispatch(run: Run) -> bool:
             headers={SOURCE_HEADER: run.source},
             retry=True,
             retry_policy=PUBLISH_RETRY_POLICY,
+            # The run row is the status of record. A stored result would also make
+            # send_task subscribe this process to the result channel first, which
+            # blocks ~20 s (the backend's retries) when Redis is down, and leaks a
+            # subscription per run in every web process.
+            ignore_result=True,
         )
     except Exception as exc:  # kombu raises many types for an unreachable broker
         log.warning("run %s stays in the outbox: broker unreachable (%s)", run.id, exc)
@@ -265,9 +282,14 @@ def _get_or_adopt(
 
 
 def _claim(run_id: str, worker: str | None) -> bool:
-    """PENDING/RETRY -> STARTED, or take over a STARTED run whose lease expired."""
+    """PENDING/RETRY -> STARTED, or take over a STARTED run whose lease expired.
+
+    A takeover is refused once the run has been claimed MAX_ATTEMPTS times (a run
+    that kills its worker every time is not run forever); the reaper ends it.
+    """
     now = utcnow()
     stale = now - timedelta(seconds=current_app.config["RUN_LEASE_SECONDS"])
+    max_attempts = current_app.config["MAX_ATTEMPTS"]
     result = db.session.execute(
         update(Run)
         .where(Run.id == run_id)
@@ -277,6 +299,7 @@ def _claim(run_id: str, worker: str | None) -> bool:
                 and_(
                     Run.state.in_(("STARTED", "PROGRESS")),
                     or_(Run.heartbeat_at.is_(None), Run.heartbeat_at < stale),
+                    Run.attempts < max_attempts,
                 ),
             )
         )
@@ -520,6 +543,7 @@ __all__ = [
     "RunFailed",
     "RunFinished",
     "TooManyActiveRuns",
+    "TooManyActiveRunsOfTask",
     "create_run",
     "dispatch",
     "execute_run",

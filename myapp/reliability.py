@@ -1,0 +1,205 @@
+"""The reaper: no accepted run stays PENDING, STARTED or RETRY forever.
+
+Celery on Redis loses track of a run in three ways the run row can see:
+
+- the worker's main process is SIGKILLed: its messages sit in the broker's `unacked`
+  hash until the visibility timeout (30 min), the run row stays STARTED (or PENDING
+  if the message was reserved but not started);
+- a pool process dies or is killed by the hard time limit: the row stays STARTED
+  with no heartbeat;
+- a retry message (ETA) was held by a worker that died: the row stays RETRY.
+
+`reap_runs` runs every few seconds (beat entry `reap-runs`) and, per run:
+
+- STARTED/PROGRESS, heartbeat older than RUN_LEASE_SECONDS: back to RETRY and its
+  message is sent again, or FAILURE "WorkerLost" once it has been claimed
+  MAX_ATTEMPTS times;
+- STARTED/PROGRESS, started longer ago than the hard time limit plus
+  REAPER_SLACK_SECONDS: FAILURE "TimeLimitExceeded";
+- PENDING (dispatched) or RETRY, untouched for REDISPATCH_SECONDS and with no
+  message in the queue (a dead worker had reserved it): its message is sent again.
+
+Sending a message again is always safe: the claim is a conditional UPDATE, so at
+most one delivery runs at a time, and the data append is idempotent per run id.
+PENDING runs never dispatched are the outbox's (`runs.dispatch_pending`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from celery import Celery
+from flask import current_app
+from sqlalchemy import or_, select, update
+
+from myapp import runs
+from myapp.extensions import db, get_redis
+from myapp.models import Run, utcnow
+
+log = logging.getLogger(__name__)
+
+# Queue entries read per queue when looking for a run's message: far above any
+# backlog MAX_ACTIVE_RUNS allows, so a queued message is never missed.
+_QUEUE_SCAN_LIMIT = 10_000
+# Kombu keeps priorities 3, 6 and 9 of queue Q in lists named Q + "\x06\x16" + p.
+_PRIORITY_SEPARATOR = "\x06\x16"
+_PRIORITY_STEPS = ("3", "6", "9")
+
+
+@dataclass
+class ReapReport:
+    """What one pass did, by run id (for logs and tests)."""
+
+    resent: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.resent or self.failed)
+
+
+def hard_time_limit() -> float:
+    """Celery's hard time limit, in seconds (the pool kills a task past it)."""
+    celery_app: Celery = current_app.extensions["celery"]
+    return float(celery_app.conf.task_time_limit or 0)
+
+
+def reap_runs(now: datetime | None = None) -> ReapReport:
+    """One pass of the reaper over active runs; see the module docstring."""
+    config = current_app.config
+    now = now or utcnow()
+    report = ReapReport()
+    lease = timedelta(seconds=config["RUN_LEASE_SECONDS"])
+    overdue = timedelta(seconds=hard_time_limit() + config["REAPER_SLACK_SECONDS"])
+    max_attempts = config["MAX_ATTEMPTS"]
+
+    running = db.session.scalars(
+        select(Run)
+        .where(Run.state.in_(("STARTED", "PROGRESS")))
+        .where(
+            or_(
+                Run.heartbeat_at.is_(None),
+                Run.heartbeat_at < now - lease,
+                Run.started_at < now - overdue,
+            )
+        )
+        .order_by(Run.created_at)
+        .limit(500)
+    ).all()
+    for run in running:
+        if run.started_at is not None and run.started_at < now - overdue:
+            reason = (
+                f"ran longer than the hard time limit ({hard_time_limit():.0f} s) "
+                "and was stopped"
+            )
+            if _fail(run, "TimeLimitExceeded", reason):
+                report.failed.append(run.id)
+        elif run.attempts >= max_attempts:
+            reason = (
+                f"worker lost while running (no heartbeat for "
+                f"{config['RUN_LEASE_SECONDS']} s); gave up after "
+                f"{run.attempts} attempts"
+            )
+            if _fail(run, "WorkerLost", reason):
+                report.failed.append(run.id)
+        elif _requeue(run, now, lease):
+            report.resent.append(run.id)
+
+    quiet = now - timedelta(seconds=config["REDISPATCH_SECONDS"])
+    waiting = db.session.scalars(
+        select(Run)
+        .where(
+            or_(
+                (Run.state == "PENDING")
+                & Run.dispatched_at.is_not(None)
+                & (Run.dispatched_at < quiet),
+                (Run.state == "RETRY")
+                & or_(Run.heartbeat_at.is_(None), Run.heartbeat_at < quiet),
+            )
+        )
+        .order_by(Run.created_at)
+        .limit(500)
+    ).all()
+    if waiting:
+        queued = queued_task_ids()
+        for run in waiting:
+            if run.id not in queued and _resend(run, now):
+                report.resent.append(run.id)
+    if report:
+        log.warning(
+            "reaper: sent again %s; failed %s",
+            report.resent or "-",
+            report.failed or "-",
+        )
+    return report
+
+
+def _fail(run: Run, error_type: str, message: str) -> bool:
+    # fail_run only moves an active run: a run that just finished keeps its result.
+    return runs.fail_run(run.id, error_type, message)
+
+
+def _requeue(run: Run, now: datetime, lease: timedelta) -> bool:
+    """A STARTED run whose worker is gone: RETRY, then send its message again.
+
+    The UPDATE repeats the staleness condition, so a run that reported progress
+    since it was read is left alone.
+    """
+    result = db.session.execute(
+        update(Run)
+        .where(Run.id == run.id, Run.state.in_(("STARTED", "PROGRESS")))
+        .where(or_(Run.heartbeat_at.is_(None), Run.heartbeat_at < now - lease))
+        .values(
+            state="RETRY",
+            heartbeat_at=now,
+            progress_message=(
+                f"worker lost; running again (attempt {run.attempts + 1})"
+            )[:200],
+        )
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+    if result.rowcount != 1:
+        return False
+    log.warning("run %s: worker lost in attempt %d, sent again", run.id, run.attempts)
+    return _send(run)
+
+
+def _resend(run: Run, now: datetime) -> bool:
+    """Send a waiting run's message again; stamp it so the next pass waits."""
+    stamp = {"dispatched_at": now} if run.state == "PENDING" else {"heartbeat_at": now}
+    result = db.session.execute(
+        update(Run)
+        .where(Run.id == run.id, Run.state == run.state)
+        .values(**stamp)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+    if result.rowcount != 1:
+        return False
+    log.warning("run %s: %s with no message queued, sent again", run.id, run.state)
+    return _send(run)
+
+
+def _send(run: Run) -> bool:
+    db.session.expire(run)
+    fresh = db.session.get(Run, run.id)
+    return fresh is not None and runs.dispatch(fresh)
+
+
+def queued_task_ids() -> set[str]:
+    """Ids of the task messages waiting in the broker's queues (not reserved)."""
+    celery_app: Celery = current_app.extensions["celery"]
+    client = get_redis()
+    names = [queue.name for queue in celery_app.amqp.queues.values()]
+    names += [n + _PRIORITY_SEPARATOR + p for n in names for p in _PRIORITY_STEPS]
+    found: set[str] = set()
+    for name in names:
+        for raw in client.lrange(name, 0, _QUEUE_SCAN_LIMIT - 1):
+            try:
+                found.add(json.loads(raw)["headers"]["id"])
+            except (ValueError, KeyError, TypeError):
+                continue  # not a Celery protocol 2 message: not ours to judge
+    return found
