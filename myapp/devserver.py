@@ -50,10 +50,16 @@ def _pick_port(preferred: int) -> int:
         return sock.getsockname()[1]
 
 
-def start_redis(instance: Path) -> tuple[subprocess.Popen, str]:
+def start_redis(
+    instance: Path, port: int | None = None
+) -> tuple[subprocess.Popen, str]:
+    """Start the embedded Redis (6379 when free, or `port`); return it and its URL.
+
+    The fault tests start it exactly like this, so they test the settings we ship.
+    """
     data = instance / "redis"
     data.mkdir(parents=True, exist_ok=True)
-    port = _pick_port(6379)
+    port = port or _pick_port(6379)
     process = subprocess.Popen(
         [
             redis_server_binary(),
