@@ -61,8 +61,11 @@ def _limiter_init_app(app: Flask) -> Limiter:
         swallow_errors=True,
         storage_uri=app.config["REDIS_URL"],
         # A dead Redis must cost a start milliseconds, not a hung request.
-        storage_options={"socket_connect_timeout": 1, "socket_timeout": 1},
-        key_prefix="myapp:limits",
+        storage_options={
+            "socket_connect_timeout": 1,
+            "socket_timeout": 1,
+            "key_prefix": "myapp:limits",
+        },
         strategy="fixed-window",
         headers_enabled=True,
         enabled=enabled,
