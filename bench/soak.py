@@ -1,0 +1,402 @@
+"""Soak: mixed load against `make run`'s stack for a while; does anything leak or fail?
+
+    .venv/bin/python -m bench.soak --minutes 10
+
+Starts the stack exactly as `make run` does (`python -m myapp.devserver`: migrations,
+then web, worker and beat under honcho) on free ports, on a Redis started with the
+shipped settings, in a throwaway instance directory. Then a few client threads mix:
+run starts, status polls, run-history and data pages, and Dash updates (the cheap
+callbacks the pages poll). It reports the 5xx count, latency percentiles per kind,
+the RSS of the web and worker processes and the Redis key count at start and end,
+and whether every accepted run finished once the load stopped.
+
+Everything is bounded: requests per thread, minutes, the drain wait. Only
+127.0.0.1 is ever contacted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from myapp.devserver import start_redis  # noqa: E402
+
+# Share of each kind of request in the mix.
+MIX = (("start", 0.08), ("status", 0.37), ("runs", 0.1), ("data", 0.25), ("dash", 0.2))
+MAX_REQUESTS_PER_THREAD = 200_000
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Stack:
+    """`python -m myapp.devserver` in its own session, on its own Redis."""
+
+    def __init__(self, workdir: Path):
+        self.workdir = workdir
+        self.port = free_port()
+        self.redis_process, self.redis_url = start_redis(workdir, port=free_port())
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        env = dict(os.environ)
+        env.update(
+            PORT=str(self.port),
+            REDIS_URL=self.redis_url,
+            INSTANCE_PATH=str(self.workdir),
+            DATABASE_URL=os.environ.get(
+                "SOAK_DATABASE_URL", f"sqlite:///{self.workdir / 'soak.sqlite'}"
+            ),
+            # The limiter stays on (it is part of what soaks), high enough that the
+            # load is not mostly 429s.
+            START_RATE_LIMIT="100000/minute",
+            PYTHONPATH=str(ROOT),
+        )
+        log = open(self.workdir / "stack.log", "wb")  # noqa: SIM115 (lives with it)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "myapp.devserver"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(self.base + "/readyz", timeout=2) as r:
+                    if r.status == 200 and self.processes()["worker"]:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.5)
+        log_text = (self.workdir / "stack.log").read_text(errors="replace")
+        raise SystemExit("the stack did not start:\n" + log_text[-3000:])
+
+    def processes(self) -> dict[str, list[int]]:
+        """Web (gunicorn) and worker (celery worker) pids under the launcher."""
+        assert self.process is not None
+        children: dict[int, list[int]] = defaultdict(list)
+        commands: dict[int, str] = {}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+                cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            pid = int(entry.name)
+            children[int(stat.rsplit(")", 1)[1].split()[1])].append(pid)
+            commands[pid] = cmd
+        found: dict[str, list[int]] = {"web": [], "worker": []}
+        todo = [self.process.pid]
+        while todo:
+            pid = todo.pop()
+            cmd = commands.get(pid, "")
+            if "gunicorn" in cmd:
+                found["web"].append(pid)
+            elif "celery" in cmd and " worker" in cmd:
+                found["worker"].append(pid)
+            todo.extend(children.get(pid, []))
+        return found
+
+    def rss_mib(self) -> dict[str, float]:
+        result = {}
+        for role, pids in self.processes().items():
+            total = 0
+            for pid in pids:
+                try:
+                    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                        if line.startswith("VmRSS:"):
+                            total += int(line.split()[1])
+                except OSError:
+                    continue
+            result[role] = round(total / 1024, 1)
+        return result
+
+    def stop(self) -> None:
+        if self.process is not None:
+            with _suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGINT)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                with _suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(10)
+        self.redis_process.terminate()
+        self.redis_process.wait(15)
+
+
+class _suppress:
+    def __init__(self, *exc: type[BaseException]):
+        self.exc = exc
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, value, tb) -> bool:
+        return kind is not None and issubclass(kind, self.exc)
+
+
+class Load:
+    """Client threads; each request's kind, status and latency are recorded."""
+
+    def __init__(self, base: str, seconds: float, threads: int, think: float):
+        self.base = base
+        self.until = time.monotonic() + seconds
+        self.threads = threads
+        self.think = think
+        self.lock = threading.Lock()
+        self.latency: dict[str, list[float]] = defaultdict(list)
+        self.statuses: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+        self.errors: list[str] = []
+        self.run_ids: list[str] = []
+        self.dash = DashPoller(base)
+
+    def request(self, kind: str, method: str, path: str, body: Any = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.base + path, data=data, method=method)
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        began = time.perf_counter()
+        try:
+            with urllib.request.urlopen(req, timeout=30) as response:
+                status, payload = response.status, response.read()
+        except urllib.error.HTTPError as exc:
+            status, payload = exc.code, exc.read()
+        except (urllib.error.URLError, OSError) as exc:
+            status, payload = 599, str(exc).encode()  # no answer at all counts as 5xx
+        took = time.perf_counter() - began
+        with self.lock:
+            self.latency[kind].append(took)
+            self.statuses[kind][status] += 1
+            if status >= 500 and len(self.errors) < 20:
+                self.errors.append(f"{kind} {path} -> {status}: {payload[:200]!r}")
+        try:
+            return status, json.loads(payload) if payload else None
+        except ValueError:
+            return status, None
+
+    def one(self, rng: random.Random) -> None:
+        kind = rng.choices([k for k, _ in MIX], [w for _, w in MIX])[0]
+        if kind == "start":
+            body = {"rows": rng.randint(1, 200), "seconds": rng.choice((0, 0.5, 1, 2))}
+            status, run = self.request(
+                kind, "POST", "/api/tasks/generate_data/runs", body
+            )
+            if status == 202:
+                with self.lock:
+                    self.run_ids.append(run["id"])
+        elif kind == "status":
+            with self.lock:
+                run_id = rng.choice(self.run_ids) if self.run_ids else None
+            if run_id is not None:
+                self.request(kind, "GET", f"/api/runs/{run_id}")
+        elif kind == "runs":
+            self.request(kind, "GET", "/api/runs?limit=50")
+        elif kind == "data":
+            sort = rng.choice(("created_at", "value"))
+            offset = rng.randint(0, 2000)
+            self.request(
+                kind, "GET", f"/api/data?limit=100&offset={offset}&sort={sort}"
+            )
+        elif kind == "dash":
+            self.dash.poll(self)
+
+    def worker(self, seed: int) -> None:
+        rng = random.Random(seed)
+        for _ in range(MAX_REQUESTS_PER_THREAD):
+            if time.monotonic() >= self.until:
+                return
+            self.one(rng)
+            time.sleep(self.think)
+
+    def run(self) -> None:
+        threads = [
+            threading.Thread(target=self.worker, args=(i,), daemon=True)
+            for i in range(self.threads)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+
+class DashPoller:
+    """Sends the updates a Dash page sends while it polls: a callback whose inputs
+    are all in the layout, found in `_dash-dependencies` (no browser needed)."""
+
+    WANTED = ("data-total", "app-status", "schedule-info", "run-progress")
+
+    def __init__(self, base: str):
+        self.base = base
+        self.bodies: list[dict[str, Any]] | None = None
+
+    def discover(self, load: Load) -> list[dict[str, Any]]:
+        status, deps = load.request("dash", "GET", "/dash/_dash-dependencies")
+        bodies = []
+        for dep in deps if status == 200 and isinstance(deps, list) else []:
+            if not any(w in dep["output"] for w in self.WANTED):
+                continue
+            if dep.get("background") or not dep.get("inputs"):
+                continue
+            if any(
+                "{" in str(x["id"]) for x in dep["inputs"] + dep.get("state", [])
+            ):  # pattern-matching ids need a rendered page
+                continue
+            bodies.append(
+                {
+                    "output": dep["output"],
+                    "outputs": _outputs(dep["output"]),
+                    "inputs": [dict(x, value=None) for x in dep["inputs"]],
+                    "state": [dict(x, value=None) for x in dep.get("state", [])],
+                    "changedPropIds": [
+                        f"{x['id']}.{x['property']}" for x in dep["inputs"][:1]
+                    ],
+                }
+            )
+        return bodies
+
+    def poll(self, load: Load) -> None:
+        if self.bodies is None:
+            self.bodies = self.discover(load)
+        if self.bodies:
+            body = random.choice(self.bodies)
+            load.request("dash", "POST", "/dash/_dash-update-component", body)
+
+
+def _outputs(output: str) -> Any:
+    def one(spec: str) -> dict[str, str]:
+        ident, prop = spec.rsplit(".", 1)
+        return {"id": ident, "property": prop}
+
+    if output.startswith(".."):
+        return [one(s) for s in output.strip(".").split("...")]
+    return one(output)
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
+
+
+def drain(load: Load, seconds: float) -> dict[str, int]:
+    """Wait (bounded) for every accepted run to finish; count them by state."""
+    deadline = time.monotonic() + seconds
+    states: dict[str, int] = {}
+    while time.monotonic() < deadline:
+        states = defaultdict(int)
+        for run_id in load.run_ids:
+            _, run = load.request("drain", "GET", f"/api/runs/{run_id}")
+            states[(run or {}).get("state", "UNKNOWN")] += 1
+        if all(s in ("SUCCESS", "FAILURE", "REVOKED") for s in states):
+            break
+        time.sleep(2)
+    return dict(states)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=10)
+    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--think", type=float, default=0.02, help="pause per request")
+    parser.add_argument("--drain-seconds", type=float, default=180)
+    parser.add_argument("--json", type=Path, help="also write the report here")
+    args = parser.parse_args(argv)
+
+    with tempfile.TemporaryDirectory(prefix="myapp-soak-") as tmp:
+        stack = Stack(Path(tmp))
+        try:
+            stack.start()
+            keys = redis.Redis.from_url(stack.redis_url)
+            # Warm up (imports, first Dash render) before the "start" snapshot.
+            warm = Load(stack.base, 5, 1, 0.05)
+            warm.run()
+            start = {"rss_mib": stack.rss_mib(), "redis_keys": keys.dbsize()}
+            load = Load(stack.base, args.minutes * 60, args.threads, args.think)
+            load.run_ids = list(warm.run_ids)
+            began = time.monotonic()
+            load.run()
+            elapsed = time.monotonic() - began
+            states = drain(load, args.drain_seconds)
+            end = {"rss_mib": stack.rss_mib(), "redis_keys": keys.dbsize()}
+            memory = keys.info("memory")["used_memory_human"]
+        finally:
+            stack.stop()
+
+    report = {
+        "minutes": round(elapsed / 60, 2),
+        "requests": sum(len(v) for k, v in load.latency.items() if k != "drain"),
+        "5xx": sum(
+            n
+            for kind, counts in load.statuses.items()
+            for status, n in counts.items()
+            if status >= 500
+        ),
+        "statuses": {k: dict(v) for k, v in load.statuses.items() if k != "drain"},
+        "latency_ms": {
+            kind: {
+                "p50": round(percentile(v, 50) * 1000, 1),
+                "p95": round(percentile(v, 95) * 1000, 1),
+                "max": round(max(v) * 1000, 1),
+            }
+            for kind, v in load.latency.items()
+            if v and kind != "drain"
+        },
+        "p95_ms_all": round(
+            percentile(
+                [x for k, v in load.latency.items() if k != "drain" for x in v], 95
+            )
+            * 1000,
+            1,
+        ),
+        "runs_accepted": len(load.run_ids),
+        "runs_after_drain": states,
+        "start": start,
+        "end": end,
+        "redis_used_memory_end": memory,
+        "errors": load.errors,
+    }
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.json:
+        args.json.write_text(text)
+    finished = ("SUCCESS", "FAILURE", "REVOKED")
+    unfinished = sum(n for s, n in states.items() if s not in finished)
+    return 1 if report["5xx"] or unfinished else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
