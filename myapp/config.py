@@ -36,7 +36,8 @@ def default_config(instance_path: str) -> dict[str, Any]:
         "MAX_ROWS_PER_RUN": 100_000,
         "MAX_ACTIVE_RUNS": 100,
         # One task cannot take every slot: the others stay startable (OWASP API4).
-        "MAX_ACTIVE_RUNS_PER_TASK": 50,
+        # Unset: four fifths of MAX_ACTIVE_RUNS (set in finalize).
+        "MAX_ACTIVE_RUNS_PER_TASK": None,
         "START_RATE_LIMIT": "60/minute",
         "SCHEDULE_SECONDS": 90,
         "PRUNE_AFTER_DAYS": 30,
@@ -113,6 +114,10 @@ def finalize(config: dict[str, Any]) -> None:
         # Development only: a random key per start. `make run` sets one for all
         # processes so sessions and Dash's signed job handles agree between them.
         config["SECRET_KEY"] = secrets.token_hex(32)
+    if config.get("MAX_ACTIVE_RUNS_PER_TASK") is None:
+        # A fifth of the slots stay free for the other tasks.
+        limit = config["MAX_ACTIVE_RUNS"]
+        config["MAX_ACTIVE_RUNS_PER_TASK"] = max(1, limit - limit // 5)
     if config.get("SESSION_COOKIE_SECURE") is None:
         # Production is served over HTTPS; `make run` is plain http on localhost.
         config["SESSION_COOKIE_SECURE"] = config["APP_ENV"] != "development"
