@@ -38,6 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 APP_DB = 0
 BASELINE_DB = 1
 DATA_DB = 2
+SMALL_DATA_DB = 3
 
 # Settings that would turn load into 429s; the same for ours and the baseline
 # (the baseline has no such checks at all). RESULTS.md says so.
