@@ -13,6 +13,7 @@ checkout's code, and binds or targets 127.0.0.1 only.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shlex
@@ -227,7 +228,11 @@ class Stack:
         self.keep = keep
         self.redis_port = free_port()
         self.redis_process: subprocess.Popen | None = None
-        self.database_url = "sqlite:///" + str(self.dir / "bench.sqlite")
+        # BENCH_DATABASE_URL runs the stack on another database (e.g. PostgreSQL);
+        # the bench empties its runs table, so never point it at data you keep.
+        self.database_url = os.environ.get("BENCH_DATABASE_URL") or (
+            "sqlite:///" + str(self.dir / "bench.sqlite")
+        )
         self.secret_key = os.urandom(24).hex()
         self._services: list[Service] = []
         self._migrated = False
@@ -349,6 +354,9 @@ class Stack:
                     "START_RATE_LIMIT": "off",
                 }
             )
+            # Thousands of runs started from here: their transition lines would
+            # bury the table (the servers still log theirs to their log files).
+            logging.getLogger("myapp").setLevel(logging.WARNING)
         return self._app
 
     def baseline_celery(self):
