@@ -41,5 +41,10 @@ def init_dash(app: Flask) -> dash.Dash:
         register_callbacks(dash_app, manager)
     # Weak (bound method): the receiver goes away with this app.
     task_revoked.connect(manager.on_task_revoked)
+    # Dash sets itself up on its first request without a lock: on a threaded server
+    # (gunicorn --threads) concurrent first requests see half-registered resources
+    # and answer 500 for the JS bundles. Set it up now, before any request.
+    with app.test_request_context(dash_app.config.url_base_pathname):
+        dash_app._setup_server()
     app.extensions["dash"] = dash_app
     return dash_app
