@@ -42,6 +42,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(api.bp)
     cli_init_app(app)
     # Dash mounts here (issue: Dash pages), after the routes it links to exist.
+    from myapp.dashboard import init_dash
+
+    init_dash(app)  # keeps the Dash app in app.extensions["dash"]
     return app
 
 
