@@ -213,3 +213,18 @@ def test_schedule_line_names_interval_and_last_beat_run(make_app):
         runs.fail_run(beat.id, "X", "y")
         assert "Last scheduled run finished" in core.schedule_line()
         assert "FAILURE" in core.schedule_line()
+
+
+def test_queued_poll_starts_fast_backs_off_with_age_and_slows_for_slow_polls():
+    from datetime import timedelta
+
+    from myapp.dashboard.core import poll_interval_ms
+    from myapp.models import Run, utcnow
+
+    fresh = Run(created_at=utcnow())
+    old = Run(created_at=utcnow() - timedelta(minutes=5))
+    assert poll_interval_ms(fresh, took_ms=5) == 100
+    assert poll_interval_ms(old, took_ms=5) == 1000
+    # A poll that took 0.8 s waits three times as long, so no response is dropped.
+    assert poll_interval_ms(fresh, took_ms=800) == 2400
+    assert poll_interval_ms(None, took_ms=5000) == 5000

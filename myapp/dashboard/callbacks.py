@@ -21,13 +21,11 @@ from myapp.dashboard import core, ids, layout
 from myapp.dashboard.manager import AppCeleryManager
 from myapp.extensions import db
 
-# A polled callback slower than its interval has its responses dropped by the
-# renderer (plotly/dash#1613): the next poll waits at least this many times as long
-# as the last one took.
-POLL_SLOWDOWN = 3
-MAX_POLL_MS = 5000
-# The renderer asks a background job for progress/result this often.
-BACKGROUND_POLL_MS = 250
+MAX_POLL_MS = core.MAX_POLL_MS
+# The renderer asks a background job for progress/result this often. Dash fixes it
+# per callback, so it is a trade: 100 ms makes a short run report at once, at the
+# cost of ten small polls a second per page while a long run is in flight.
+BACKGROUND_POLL_MS = 100
 
 
 def register_callbacks(dash_app: dash.Dash, manager: AppCeleryManager) -> None:
@@ -181,7 +179,7 @@ def _register_run(dash_app: dash.Dash, manager: AppCeleryManager) -> None:
         if run is not None and core.gave_up_waiting(run):
             status += " Stopped watching; follow it on the history page."
         took_ms = (time.monotonic() - began) * 1000
-        interval = min(MAX_POLL_MS, max(layout.RUN_POLL_MS, POLL_SLOWDOWN * took_ms))
+        interval = core.poll_interval_ms(run, took_ms)
         return value, maximum, text, status, ended, interval, not ended, ended
 
     @dash_app.callback(

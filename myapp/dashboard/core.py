@@ -190,6 +190,26 @@ def describe(run: Run | None, *, mode: str) -> str:
     return f"{run.state}: {label} is running{progress}."
 
 
+# A polled callback slower than its interval has its responses dropped by the
+# renderer (plotly/dash#1613): the next poll waits at least this many times as long
+# as the last one took.
+POLL_SLOWDOWN = 3
+MAX_POLL_MS = 5000
+# A queued run is polled fast while young, then less often: a tenth of its age,
+# capped at a second, so a ten-minute run costs hundreds of polls, not thousands.
+MIN_POLL_MS = 100
+AGED_POLL_MS = 1000
+
+
+def poll_interval_ms(run: Run | None, took_ms: float) -> int:
+    """The next poll interval of a queued run's page."""
+    age_ms = 0.0
+    if run is not None:
+        age_ms = (utcnow() - run.created_at).total_seconds() * 1000
+    interval = max(MIN_POLL_MS, min(AGED_POLL_MS, age_ms / 10), POLL_SLOWDOWN * took_ms)
+    return int(min(MAX_POLL_MS, interval))
+
+
 def progress_of(run: Run | None) -> tuple[str, str, str]:
     """(value, max, text) for the progress bar."""
     if run is None or not run.progress_total:
