@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from celery.exceptions import SoftTimeLimitExceeded
 from flask import current_app
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -226,6 +227,11 @@ def execute_run(
     except RunCancelled:
         db.session.rollback()
         raise RunFailed("the run was cancelled") from None
+    except SoftTimeLimitExceeded:
+        db.session.rollback()
+        limit = current_app.extensions["celery"].conf.task_soft_time_limit
+        fail_run(run_id, "TimeLimitExceeded", f"the run took longer than {limit} s")
+        raise
     except Exception as exc:
         db.session.rollback()
         if not is_transient(exc):

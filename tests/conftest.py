@@ -231,7 +231,10 @@ def wait_for_state(client, run_id: str, states: tuple[str, ...], timeout: float 
     """Poll the status URL until the run is in one of `states`; return the run."""
 
     def check():
-        body = client.get(f"/api/runs/{run_id}").get_json()
+        response = client.get(f"/api/runs/{run_id}")
+        if response.status_code == 404:  # a run sent by another client: not adopted yet
+            return None
+        body = response.get_json()
         return body if body["state"] in states else None
 
     return wait_for(check, timeout)

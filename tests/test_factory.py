@@ -1,0 +1,104 @@
+"""create_app: config in one order, many apps per process, nothing shared."""
+
+from __future__ import annotations
+
+import pytest
+from flask import current_app
+
+from myapp import create_app
+from myapp.config import database_url
+from myapp.extensions import db
+
+
+def test_two_apps_in_one_process_keep_their_own_state(make_app, tmp_path):
+    first = make_app(MAX_ROWS_PER_RUN=5, DATA_PREFIX="first")
+    second = make_app(MAX_ROWS_PER_RUN=50, DATA_PREFIX="second")
+    for name in ("celery", "redis", "store"):
+        assert first.extensions[name] is not second.extensions[name]
+    # One unbound SQLAlchemy extension, one engine per app.
+    with first.app_context():
+        first_engine = db.engine
+    with second.app_context():
+        assert db.engine is not first_engine
+    assert (
+        first.extensions["celery"].tasks["generate_data"]
+        is not (second.extensions["celery"].tasks["generate_data"])
+    )
+    body = {"rows": 20}
+    assert (
+        first.test_client().post("/api/tasks/generate_data/runs", json=body).status_code
+        == 422
+    )
+    assert (
+        second.test_client()
+        .post("/api/tasks/generate_data/runs", json=body)
+        .status_code
+        == 202
+    )
+    # Defaults are fresh per app: changing one app's config does not touch another's.
+    first.config["CELERY"] = {"x": 1}
+    assert "CELERY" not in second.config
+
+
+def test_each_celery_task_runs_in_its_own_flask_app(make_app):
+    first, second = make_app(DATA_PREFIX="one"), make_app(DATA_PREFIX="two")
+    seen = {}
+    for app in (first, second):
+        celery_app = app.extensions["celery"]
+
+        @celery_app.task(name="probe", shared=False)
+        def probe():
+            return current_app.config["DATA_PREFIX"]
+
+        seen[celery_app] = probe
+    # Called outside any app context, each task pushes its own app's context.
+    assert [task() for task in seen.values()] == ["one", "two"]
+
+
+def test_environment_is_read_when_the_factory_runs(monkeypatch, tmp_path):
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/3")
+    monkeypatch.setenv("MAX_ROWS_PER_RUN", "7")
+    monkeypatch.setenv("DATABASE_URL", "postgres://u:p@db.example/app")
+    app = create_app({"INSTANCE_PATH": str(tmp_path)})
+    assert app.config["MAX_ROWS_PER_RUN"] == 7
+    assert (
+        app.config["SQLALCHEMY_DATABASE_URI"]
+        == "postgresql+psycopg://u:p@db.example/app"
+    )
+    assert app.extensions["celery"].conf.broker_url == "redis://127.0.0.1:1/3"
+    monkeypatch.setenv("MAX_ROWS_PER_RUN", "many")
+    with pytest.raises(RuntimeError, match="MAX_ROWS_PER_RUN must be an integer"):
+        create_app({"INSTANCE_PATH": str(tmp_path)})
+
+
+def test_production_refuses_to_start_without_a_secret_key(tmp_path):
+    with pytest.raises(RuntimeError, match="SECRET_KEY is required"):
+        create_app({"APP_ENV": "production", "INSTANCE_PATH": str(tmp_path)})
+    app = create_app(
+        {
+            "APP_ENV": "production",
+            "SECRET_KEY": "s" * 32,
+            "INSTANCE_PATH": str(tmp_path),
+        }
+    )
+    assert app.config["SECRET_KEY"] == "s" * 32
+
+
+def test_development_gets_a_random_key_per_start(tmp_path):
+    one = create_app({"INSTANCE_PATH": str(tmp_path)}).config["SECRET_KEY"]
+    two = create_app({"INSTANCE_PATH": str(tmp_path)}).config["SECRET_KEY"]
+    assert one and two and one != two
+
+
+def test_database_urls_are_normalised():
+    assert database_url("postgres://a@b/c") == "postgresql+psycopg://a@b/c"
+    assert database_url("postgresql://a@b/c") == "postgresql+psycopg://a@b/c"
+    assert database_url("sqlite:///x.db") == "sqlite:///x.db"
+
+
+def test_celery_settings_come_from_celeryconfig(app):
+    conf = app.extensions["celery"].conf
+    assert conf.accept_content == ["json"] and conf.task_acks_late
+    assert conf.task_reject_on_worker_lost and conf.worker_prefetch_multiplier == 1
+    assert conf.broker_transport_options["visibility_timeout"] > conf.task_time_limit
+    assert conf.beat_schedule["generate-data"]["schedule"] == 90.0

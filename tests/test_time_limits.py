@@ -1,0 +1,29 @@
+"""Time limits only work on the prefork pool, so this test runs one."""
+
+from __future__ import annotations
+
+from celery.contrib.testing.worker import start_worker
+from conftest import wait_for_state
+
+
+def test_a_run_over_its_soft_time_limit_ends_failure(make_app):
+    app = make_app(CELERY={"task_soft_time_limit": 1, "task_time_limit": 10})
+    client = app.test_client()
+    with start_worker(
+        app.extensions["celery"],
+        pool="prefork",
+        concurrency=1,
+        perform_ping_check=False,
+        shutdown_timeout=30,
+        loglevel="WARNING",
+    ):
+        run = client.post(
+            "/api/tasks/generate_data/runs", json={"rows": 2, "seconds": 5}
+        ).get_json()
+        done = wait_for_state(client, run["id"], ("SUCCESS", "FAILURE"), timeout=30)
+    assert done["state"] == "FAILURE"
+    assert done["error"] == {
+        "type": "TimeLimitExceeded",
+        "message": "the run took longer than 1 s",
+    }
+    assert client.get("/api/data").get_json()["total"] == 0
