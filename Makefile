@@ -32,6 +32,7 @@ format: install
 	$(BIN)/ruff format .
 
 bench: install
+	bash bench/install-tools.sh
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:

@@ -1,4 +1,8 @@
-"""gunicorn settings for the `web` process (read at gunicorn start, not by the app)."""
+"""gunicorn settings for the `web` process (read at gunicorn start, not by the app).
+
+Logs: the access log goes to stdout, gunicorn's own log and the app's log (one line
+per run transition, from `myapp.runs`) to stderr, so the platform collects both.
+"""
 
 import os
 
@@ -9,7 +13,14 @@ threads = int(os.environ.get("WEB_THREADS", "4"))
 timeout = int(os.environ.get("WEB_TIMEOUT", "30"))
 # Platforms send SIGTERM then SIGKILL after ~30 s: finish requests well before that.
 graceful_timeout = 20
+# Recycle a worker now and then so slow memory growth cannot build up; the jitter
+# keeps all workers from restarting at once.
+max_requests = 2000
+max_requests_jitter = 200
 accesslog = "-"
 errorlog = "-"
 # Each worker builds its own app: no database or Redis socket crosses a fork.
 preload_app = False
+# The worker heartbeat file lives in memory, not on a possibly slow container disk.
+if os.path.isdir("/dev/shm"):
+    worker_tmp_dir = "/dev/shm"

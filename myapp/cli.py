@@ -1,7 +1,12 @@
-"""`flask --app wsgi tasks ...`: list the tasks, start a run, follow it."""
+"""`flask --app wsgi tasks ...`: list the tasks, start a run, follow it.
+
+Exit codes of `tasks run`: 0 started (with --wait: ended SUCCESS), 1 the run ended
+FAILURE or REVOKED (or could not be started), 2 bad arguments, 130 interrupted.
+"""
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 
@@ -11,6 +16,7 @@ from flask.cli import AppGroup
 
 from myapp import runs
 from myapp.extensions import db
+from myapp.models import Run
 from myapp.registry import UnknownTask, ValidationError
 from myapp.tasks import DEFINITIONS
 
@@ -58,14 +64,20 @@ def run_command(name: str, params: tuple[str, ...], wait: bool) -> None:
             f"no task named {name!r} (known: {known})", param_hint="NAME"
         ) from None
     except ValidationError as exc:
-        lines = "; ".join(f"{k}: {v}" for k, v in exc.fields.items())
-        raise click.UsageError(f"invalid parameters: {lines}") from None
+        # The same field messages as the API and the forms, one per line.
+        lines = "".join(f"\n  {k}: {v}" for k, v in exc.fields.items())
+        raise click.UsageError(f"invalid parameters for {name}:{lines}") from None
     except runs.TooManyActiveRuns:
         raise click.ClickException("too many active runs; try again later") from None
     click.echo(f"run {run.id} {run.state}")
     click.echo(f"status: {run.status_url}")
+    click.echo(f"page: /runs/{run.id}")
     if wait:
-        state = _follow(run.id)
+        try:
+            state = _follow(run.id)
+        except KeyboardInterrupt:
+            click.echo(f"\nstopped following; the run goes on: {run.status_url}")
+            sys.exit(130)
         sys.exit(0 if state == "SUCCESS" else 1)
 
 
@@ -86,13 +98,15 @@ def _follow(run_id: str, poll: float = 0.25) -> str:
             click.echo()
             if run.state == "FAILURE" and run.error_type:
                 click.echo(f"error: {run.error_type}: {run.error_message}", err=True)
+            elif run.state == "REVOKED":
+                click.echo("the run was cancelled", err=True)
             elif run.state == "SUCCESS":
-                click.echo(f"result: {run.result}")
+                click.echo(f"result: {json.dumps(run.result)}")
             return run.state
         time.sleep(poll)
 
 
-def _progress_line(run, width: int = 30) -> str:
+def _progress_line(run: Run, width: int = 30) -> str:
     current, total = run.progress_current or 0, run.progress_total or 0
     fraction = 1.0 if run.state == "SUCCESS" else (current / total if total else 0.0)
     bar = "#" * int(fraction * width)

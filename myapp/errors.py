@@ -10,7 +10,8 @@ import logging
 from html import escape
 
 import redis
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, jsonify, render_template, request
+from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
@@ -20,6 +21,10 @@ from myapp.runs import RunFinished, TooManyActiveRuns
 log = logging.getLogger(__name__)
 
 _JSON_PREFIXES = ("/api/", "/healthz", "/readyz")
+
+CSRF_MESSAGE = (
+    "The form expired or was not sent from this site; reload the page and try again."
+)
 
 
 class ApiError(Exception):
@@ -48,15 +53,24 @@ def error_response(
     if wants_json():
         body = {"error": {"code": code, "message": message, "fields": fields or {}}}
         return jsonify(body), status
-    items = "".join(
-        f"<li>{escape(k)}: {escape(v)}</li>" for k, v in (fields or {}).items()
-    )
-    page = (
-        f"<!doctype html><title>{status} {escape(code)}</title>"
+    return _html_page(status, code, message, fields or {}), status
+
+
+def _html_page(status: int, code: str, message: str, fields: dict) -> str:
+    """The error as a page in the site's layout; bare HTML if that cannot render."""
+    title = code.replace("_", " ").capitalize()
+    try:
+        return render_template(
+            "error.html", status=status, title=title, message=message, fields=fields
+        )
+    except Exception:  # a broken template must not turn a 404 into a 500
+        log.exception("error page failed to render")
+    items = "".join(f"<li>{escape(k)}: {escape(v)}</li>" for k, v in fields.items())
+    return (
+        f"<!doctype html><title>{status} {escape(title)}</title>"
         f"<h1>{status}</h1><p>{escape(message)}</p><ul>{items}</ul>"
         '<p><a href="/">Back to myapp</a></p>'
     )
-    return page, status
 
 
 def errors_init_app(app: Flask) -> None:
@@ -80,6 +94,11 @@ def errors_init_app(app: Flask) -> None:
         return error_response(
             429, "too_many_active_runs", f"{limit} runs are already active; try later"
         )
+
+    @app.errorhandler(CSRFError)
+    def _csrf_failed(exc: CSRFError):
+        log.info("form refused on %s: %s", request.path, exc.description)
+        return error_response(400, "csrf_failed", CSRF_MESSAGE)
 
     @app.errorhandler(RunFinished)
     def _finished(exc: RunFinished):

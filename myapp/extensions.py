@@ -9,6 +9,7 @@ import redis
 from flask import Flask, current_app
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
+from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase
@@ -23,6 +24,8 @@ class Base(DeclarativeBase):
 db = SQLAlchemy(model_class=Base)
 # render_as_batch lets Alembic alter SQLite tables (it copies them).
 migrate = Migrate(render_as_batch=True, compare_type=True)
+# CSRF tokens for the HTML forms; bound (with its exemptions) by views.views_init_app.
+csrf = CSRFProtect()
 
 
 def redis_init_app(app: Flask) -> None:

@@ -30,6 +30,18 @@ from myapp.tasks import get_definition
 
 log = logging.getLogger(__name__)
 
+# The columns a transition's log line needs, read back by each UPDATE (RETURNING)
+# instead of a second query.
+_LOGGED = (
+    Run.id,
+    Run.task,
+    Run.source,
+    Run.state,
+    Run.attempts,
+    Run.started_at,
+    Run.finished_at,
+)
+
 # Message header that tells the worker who sent a run it has no row for (beat).
 SOURCE_HEADER = "myapp_source"
 
@@ -129,7 +141,7 @@ def create_run(
         if existing is None:
             raise
         return existing, False
-    log_transition(run)
+    log_run(run)
     return run, True
 
 
@@ -236,8 +248,6 @@ def execute_run(
         if run is None or run.finished:
             return None if run is None else run.result
         raise RunBusy(run_id)
-    run = db.session.get(Run, run_id)
-    log_transition(run)
     progress = ProgressReporter(run_id, on_progress)
     try:
         result = definition.func(RunContext(run_id, progress), **params)
@@ -283,7 +293,7 @@ def _get_or_adopt(
         run = db.session.get(Run, run_id)
         assert run is not None
         return run
-    log_transition(run)
+    log_run(run)
     return run
 
 
@@ -317,10 +327,14 @@ def _claim(run_id: str, worker: str | None) -> bool:
             worker=worker,
             dispatched_at=func.coalesce(Run.dispatched_at, now),
         )
+        .returning(*_LOGGED)
         .execution_options(synchronize_session=False)
     )
+    claimed = result.first()
     db.session.commit()
-    return result.rowcount == 1
+    if claimed is not None:
+        log_transition(*claimed)
+    return claimed is not None
 
 
 class ProgressReporter:
@@ -337,14 +351,17 @@ class ProgressReporter:
         self.hook = hook
         self.interval = interval
         self.last: tuple[int, int, str] | None = None
-        self._written_at = 0.0
+        # The claim has just written the heartbeat: the first report can wait.
+        self._written_at = time.monotonic()
 
     def __call__(self, current: int, total: int, message: str) -> None:
         self.last = (current, total, message)
         if self.hook is not None:
             self.hook(current, total, message)
         now = time.monotonic()
-        if now - self._written_at < self.interval and current not in (0, total):
+        # The report at `total` is always written: it is the last cancel check
+        # before a task commits its work.
+        if now - self._written_at < self.interval and current != total:
             return
         self._written_at = now
         result = db.session.execute(
@@ -403,15 +420,14 @@ def _end(run_id: str, values: dict[str, Any]) -> bool:
         update(Run)
         .where(Run.id == run_id, Run.state.in_(ACTIVE_STATES))
         .values(finished_at=now, heartbeat_at=now, **values)
+        .returning(*_LOGGED)
         .execution_options(synchronize_session=False)
     )
+    ended = result.first()
     db.session.commit()
-    if result.rowcount:
-        run = db.session.get(Run, run_id)
-        if run is not None:
-            db.session.refresh(run)
-            log_transition(run)
-    return result.rowcount == 1
+    if ended is not None:
+        log_transition(*ended)
+    return ended is not None
 
 
 # -- cancelling -----------------------------------------------------------------
@@ -528,16 +544,39 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, redis.ConnectionError | redis.TimeoutError)
 
 
-def log_transition(run: Run) -> None:
+def log_transition(
+    run_id: str,
+    task: str,
+    source: str,
+    state: str,
+    attempts: int,
+    started_at: datetime | None = None,
+    finished_at: datetime | None = None,
+) -> None:
     """One line per transition: what operators grep for."""
+    duration = None
+    if started_at is not None and finished_at is not None:
+        duration = round((finished_at - started_at).total_seconds(), 3)
     log.info(
         "run %s task=%s source=%s state=%s attempts=%s duration_s=%s",
+        run_id,
+        task,
+        source,
+        state,
+        attempts,
+        duration,
+    )
+
+
+def log_run(run: Run) -> None:
+    log_transition(
         run.id,
         run.task,
         run.source,
         run.state,
         run.attempts,
-        run.duration_s,
+        run.started_at,
+        run.finished_at,
     )
 
 

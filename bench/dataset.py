@@ -1,0 +1,46 @@
+"""The large data sets of the append and grid measurements, in their own Redis db.
+
+They live under the app's own prefix in DATA_DB, so a gunicorn started on that db
+(`stack.web("ours", db=DATA_DB)`) serves exactly these rows at /api/data.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+
+import redis
+
+from bench.stack import DATA_DB, Stack
+from myapp.store import DataStore
+
+PREFIX = "myapp:data"
+BATCH = 20_000  # rows per fill commit: 50 commits make a million
+
+
+def store(stack: Stack, prefix: str = PREFIX, db: int = DATA_DB) -> DataStore:
+    client = redis.Redis.from_url(stack.redis_url(db), decode_responses=True)
+    return DataStore(client, prefix)
+
+
+def fill(stack: Stack, rows: int, db: int = DATA_DB) -> DataStore:
+    """Make the data set in `db` hold `rows` rows (give or take what appends added
+    since), in batches of distinct runs, starting over if it holds far more."""
+    target = store(stack, db=db)
+    total = target.total()
+    if total > rows * 1.1:
+        target.redis.flushdb()
+        total = 0
+    rng = random.Random(rows)
+    while total < rows:
+        batch = min(BATCH, rows - total)
+        target.commit_run(f"fill-{uuid.uuid4()}", DataStore.random_rows(batch, rng))
+        total += batch
+    return target
+
+
+def drop(client: redis.Redis, prefix: str) -> None:
+    """Delete every key under a prefix (the throwaway sets of one sample)."""
+    keys = list(client.scan_iter(match=prefix + ":*", count=1000))
+    if keys:
+        client.delete(*keys)

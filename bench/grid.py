@@ -1,0 +1,100 @@
+"""Grid page: one 100-row page sorted by value at a deep offset (90% in), at 1M rows
+against the same at 1k rows; p95 of the store call itself (server time) and of the
+whole HTTP GET /api/data under gunicorn.
+
+The two data sets live side by side (Redis dbs 2 and 3, one gunicorn on each) and
+the samples alternate between them, so a noisy second hits both alike.
+"""
+
+from __future__ import annotations
+
+import http.client
+import time
+
+from bench.dataset import fill
+from bench.load import percentile
+from bench.report import Result
+from bench.stack import DATA_DB, SMALL_DATA_DB, Stack
+
+NAME = "grid"
+P95_LIMIT_MS = 20.0
+SIZES = {1_000: SMALL_DATA_DB, 1_000_000: DATA_DB}
+
+
+def run(stack: Stack, quick: bool) -> list[Result]:
+    samples = 150 if quick else 500
+    warmup = 20 if quick else 50
+    stores = {size: fill(stack, size, db) for size, db in SIZES.items()}
+    store_ms: dict[int, list[float]] = {size: [] for size in SIZES}
+    http_ms: dict[int, list[float]] = {size: [] for size in SIZES}
+    with (
+        stack.web("ours", db=SIZES[1_000]) as small_web,
+        stack.web("ours", db=SIZES[1_000_000]) as big_web,
+    ):
+        conns = {
+            1_000: http.client.HTTPConnection("127.0.0.1", small_web.port, timeout=10),
+            1_000_000: http.client.HTTPConnection(
+                "127.0.0.1", big_web.port, timeout=10
+            ),
+        }
+        for i in range(warmup + samples):
+            for size, target in stores.items():
+                deep = int(target.total() * 0.9)
+                started = time.perf_counter()
+                page = target.page(offset=deep, limit=100, sort="value", order="desc")
+                elapsed = time.perf_counter() - started
+                if len(page.rows) != 100:
+                    raise RuntimeError(f"page at {deep} has {len(page.rows)} rows")
+                conn = conns[size]
+                started = time.perf_counter()
+                conn.request(
+                    "GET", f"/api/data?offset={deep}&limit=100&sort=value&order=desc"
+                )
+                response = conn.getresponse()
+                response.read()
+                http_elapsed = time.perf_counter() - started
+                if response.status != 200:
+                    raise RuntimeError(f"GET /api/data answered {response.status}")
+                if i >= warmup:
+                    store_ms[size].append(elapsed * 1000)
+                    http_ms[size].append(http_elapsed * 1000)
+        for conn in conns.values():
+            conn.close()
+    big, small = 1_000_000, 1_000
+    p95 = {
+        kind: {size: percentile(values[size], 95) for size in SIZES}
+        for kind, values in (("store", store_ms), ("http", http_ms))
+    }
+    med = {
+        kind: {size: percentile(values[size], 50) for size in SIZES}
+        for kind, values in (("store", store_ms), ("http", http_ms))
+    }
+    note = (
+        f"p95 of {samples} requests per size after {warmup} warm-up, alternating "
+        f"1k and 1M; offset 90% deep (900 and 900,000), sort=value order=desc; "
+        f"medians: store {med['store'][small]:.2f} / {med['store'][big]:.2f} ms, "
+        f"HTTP {med['http'][small]:.2f} / {med['http'][big]:.2f} ms (1k / 1M)."
+    )
+    limit = f"p95 ≤ {P95_LIMIT_MS:g} ms"
+    return [
+        Result(
+            "grid page p95, store call: 1M vs 1k rows",
+            p95["store"][big],
+            p95["store"][small],
+            "ms",
+            "<=",
+            1.5,
+            note,
+            also=(limit, p95["store"][big] <= P95_LIMIT_MS),
+        ),
+        Result(
+            "grid page p95, HTTP GET /api/data: 1M vs 1k rows",
+            p95["http"][big],
+            p95["http"][small],
+            "ms",
+            "<=",
+            1.5,
+            "the same pages through gunicorn, one keep-alive connection per size.",
+            also=(limit, p95["http"][big] <= P95_LIMIT_MS),
+        ),
+    ]

@@ -1,0 +1,50 @@
+"""Dash on the Flask server: `/dash/` (run generate_data three ways, the data grid)
+and `/dash/history` (every run, from every source).
+
+`init_dash(app)` builds one Dash app per Flask app, with a background-callback manager
+on the app's own Celery app, and binds every callback to that Dash app, so
+`create_app()` can run many times in one process without apps sharing callbacks.
+"""
+
+from __future__ import annotations
+
+import dash
+from celery.signals import task_revoked
+from dash import html
+from flask import Flask
+
+from myapp.dashboard import layout
+from myapp.dashboard.callbacks import register_callbacks
+from myapp.dashboard.manager import AppCeleryManager, declaring
+
+
+def init_dash(app: Flask) -> dash.Dash:
+    """Mount the Dash pages at /dash/ on `app`; keep the Dash app in app.extensions."""
+    manager = AppCeleryManager(app, app.extensions["celery"])
+    dash_app = dash.Dash(
+        __name__,
+        server=app,
+        url_base_pathname="/dash/",
+        title="myapp · Dash",
+        background_callback_manager=manager,
+        # Pages are routed by dcc.Location, so their ids are not in the shell.
+        suppress_callback_exceptions=True,
+        meta_tags=[
+            {"name": "viewport", "content": "width=device-width, initial-scale=1"}
+        ],
+    )
+    dash_app.layout = layout.shell()
+    dash_app.validation_layout = html.Div(
+        [layout.shell(), layout.main_page(), layout.history_page()]
+    )
+    with declaring(manager):
+        register_callbacks(dash_app, manager)
+    # Weak (bound method): the receiver goes away with this app.
+    task_revoked.connect(manager.on_task_revoked)
+    # Dash sets itself up on its first request without a lock: on a threaded server
+    # (gunicorn --threads) concurrent first requests see half-registered resources
+    # and answer 500 for the JS bundles. Set it up now, before any request.
+    with app.test_request_context(dash_app.config.url_base_pathname):
+        dash_app._setup_server()
+    app.extensions["dash"] = dash_app
+    return dash_app

@@ -1,0 +1,350 @@
+"""What the Dash callbacks do, as plain typed functions over the run lifecycle and the
+data store. The callbacks parse component values, call one of these, shape output."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import plotly.graph_objects as go
+from flask import current_app
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+
+from myapp import runs
+from myapp.extensions import db, get_redis, get_store
+from myapp.models import Run, isoformat, utcnow
+from myapp.registry import ValidationError
+from myapp.tasks import get_definition
+
+log = logging.getLogger(__name__)
+
+TASK = "generate_data"
+# A queued run still PENDING after this long gets an explicit warning, and after
+# GIVE_UP_SECONDS the page stops polling it (the run itself is not abandoned).
+WAITING_WARN_SECONDS = 10
+GIVE_UP_SECONDS = 300
+HISTORY_LIMIT = 200
+OUTCOME_COLOURS = {"SUCCESS": "#2e7d32", "FAILURE": "#c62828", "REVOKED": "#757575"}
+
+
+# -- starting -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Started:
+    """Outcome of a click on run: either parameters/run, or what went wrong."""
+
+    params: dict[str, Any] | None = None
+    run: Run | None = None
+    field_errors: dict[str, str] = field(default_factory=dict)
+    message: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.message is None and not self.field_errors
+
+
+def form_params(rows: Any, seconds: Any) -> dict[str, Any]:
+    """The form's raw values as the definition expects text: empty means default."""
+    raw: dict[str, Any] = {}
+    for name, value in (("rows", rows), ("seconds", seconds)):
+        if value is not None:
+            raw[name] = str(value)
+    return raw
+
+
+def check_background(raw: Mapping[str, Any]) -> Started:
+    """Validate a background start before any job is sent: fields, capacity, broker."""
+    try:
+        params = get_definition(TASK).validate(raw, from_text=True)
+    except ValidationError as exc:
+        return Started(field_errors=exc.fields)
+    try:
+        if runs.count_active() >= current_app.config["MAX_ACTIVE_RUNS"]:
+            return Started(message=too_many_message())
+    except SQLAlchemyError as exc:
+        return Started(message=database_message(exc))
+    if not broker_reachable():
+        return Started(
+            message="FAILURE: the broker is unreachable, so no background run "
+            "was started. Try again when it is back, or use queued mode."
+        )
+    return Started(params=params)
+
+
+def start_queued(raw: Mapping[str, Any]) -> Started:
+    """Record and send a queued run exactly as the API does (source dash-queued)."""
+    try:
+        run, _ = runs.start_run(TASK, raw, source="dash-queued", from_text=True)
+    except ValidationError as exc:
+        return Started(field_errors=exc.fields)
+    except runs.TooManyActiveRuns:
+        return Started(message=too_many_message())
+    except SQLAlchemyError as exc:
+        db.session.rollback()
+        return Started(message=database_message(exc))
+    return Started(params=run.params, run=run)
+
+
+def broker_reachable() -> bool:
+    """Whether the broker answers now (it is the app's Redis): one cheap PING."""
+    try:
+        return bool(get_redis().ping())
+    except Exception:  # redis raises several types for "not there"
+        return False
+
+
+def too_many_message() -> str:
+    limit = current_app.config["MAX_ACTIVE_RUNS"]
+    return f"Not started: {limit} runs are already active. Try again shortly."
+
+
+def database_message(exc: Exception) -> str:
+    log.warning("dash: database unreachable: %s", exc)
+    return "FAILURE: the run history database is unreachable; nothing was started."
+
+
+# -- running a background callback's work ----------------------------------------------
+
+
+def execute_background(
+    run_id: str,
+    params: Mapping[str, Any],
+    *,
+    worker: str | None,
+    on_progress: runs.ProgressHook,
+) -> Run | None:
+    """Run generate_data inline in a Dash background job, recorded as run `run_id`.
+
+    The run id is the job's Celery task id, so a redelivered job (its pool process
+    died) finds the same run instead of starting a second one. Every outcome ends in
+    the row; the finished row is returned.
+    """
+    try:
+        runs.execute_run(
+            get_definition(TASK),
+            run_id,
+            params,
+            source="dash-background",
+            worker=worker,
+            on_progress=on_progress,
+        )
+    except (runs.RunFailed, runs.RunBusy):
+        pass  # recorded (FAILURE or REVOKED), or another delivery is running it
+    except Exception as exc:
+        db.session.rollback()
+        if runs.is_transient(exc):
+            # A queued task would be retried by Celery; a background job is not, so
+            # end the run here rather than leave it STARTED.
+            runs.fail_run(run_id, type(exc).__name__, str(exc) or repr(exc))
+        else:
+            log.warning("background run %s failed: %s", run_id, exc)
+    db.session.expire_all()
+    return runs.get_run(run_id)
+
+
+def worker_name() -> str:
+    return f"dash@{socket.gethostname()}"
+
+
+# -- describing runs ------------------------------------------------------------------
+
+
+def describe(run: Run | None, *, mode: str) -> str:
+    """One honest line about a run: what it is doing or how it ended."""
+    if run is None:
+        return "FAILURE: the run is not in the history (was it pruned?)."
+    short = run.id[:8]
+    label = f"{mode} run {short}"
+    if run.state == "SUCCESS":
+        rows = (run.result or {}).get("rows", 0)
+        took = f" in {run.duration_s:.2f} s" if run.duration_s is not None else ""
+        return f"SUCCESS: {label} appended {rows} rows{took}."
+    if run.state == "FAILURE":
+        return f"FAILURE: {label}: {run.error_type}: {run.error_message}"
+    if run.state == "REVOKED":
+        return f"REVOKED: {label} was cancelled; nothing was appended."
+    if run.state == "PENDING":
+        waited = (utcnow() - run.created_at).total_seconds()
+        if run.dispatched_at is None:
+            return (
+                f"PENDING: {label} is queued, waiting for the broker "
+                f"({waited:.0f} s); it is sent when the broker is back."
+            )
+        if waited > WAITING_WARN_SECONDS:
+            return (
+                f"PENDING: {label} has waited {waited:.0f} s for a worker. "
+                "Is a worker running?"
+            )
+        return f"PENDING: {label} is queued."
+    if run.state == "RETRY":
+        return f"RETRY: {label} hit a transient error and will retry."
+    progress = ""
+    if run.progress_total:
+        progress = f": {run.progress_message}"
+    return f"{run.state}: {label} is running{progress}."
+
+
+# A polled callback slower than its interval has its responses dropped by the
+# renderer (plotly/dash#1613): the next poll waits at least this many times as long
+# as the last one took.
+POLL_SLOWDOWN = 3
+MAX_POLL_MS = 5000
+# A queued run is polled fast while young, then less often: a tenth of its age,
+# capped at a second, so a ten-minute run costs hundreds of polls, not thousands.
+MIN_POLL_MS = 100
+AGED_POLL_MS = 1000
+
+
+def poll_interval_ms(run: Run | None, took_ms: float) -> int:
+    """The next poll interval of a queued run's page."""
+    age_ms = 0.0
+    if run is not None:
+        age_ms = (utcnow() - run.created_at).total_seconds() * 1000
+    interval = max(MIN_POLL_MS, min(AGED_POLL_MS, age_ms / 10), POLL_SLOWDOWN * took_ms)
+    return int(min(MAX_POLL_MS, interval))
+
+
+def progress_of(run: Run | None) -> tuple[str, str, str]:
+    """(value, max, text) for the progress bar."""
+    if run is None or not run.progress_total:
+        return "0", "1", ""
+    return (
+        str(run.progress_current or 0),
+        str(run.progress_total),
+        run.progress_message or "",
+    )
+
+
+def gave_up_waiting(run: Run) -> bool:
+    """A run PENDING this long is left to the history page; the page stops polling."""
+    return run.state == "PENDING" and utcnow() - run.created_at > timedelta(
+        seconds=GIVE_UP_SECONDS
+    )
+
+
+def schedule_line() -> str:
+    """The beat interval and when the last scheduled generate_data run finished."""
+    every = int(current_app.config["SCHEDULE_SECONDS"])
+    last = db.session.scalar(
+        select(Run)
+        .where(Run.source == "beat", Run.task == TASK, Run.finished_at.is_not(None))
+        .order_by(Run.finished_at.desc())
+        .limit(1)
+    )
+    line = f"Scheduled: generate_data every {every} s. "
+    if last is None:
+        return line + "No scheduled run has finished yet."
+    ago = (utcnow() - last.finished_at).total_seconds()
+    return (
+        line + f"Last scheduled run finished {ago:.0f} s ago "
+        f"({isoformat(last.finished_at)}, {last.state})."
+    )
+
+
+# -- the data grid --------------------------------------------------------------------
+
+
+def grid_block(request: Mapping[str, Any] | None, max_block: int = 1000) -> dict:
+    """One block for the infinite row model: `getRowsRequest` -> `getRowsResponse`."""
+    request = request or {}
+    start = _bounded_int(request.get("startRow"), 0, 10**9)
+    end = _bounded_int(request.get("endRow"), start, start + max_block)
+    sort, order = "created_at", "desc"
+    for item in request.get("sortModel") or []:
+        if item.get("colId") in ("value", "created_at", "id") and item.get("sort") in (
+            "asc",
+            "desc",
+        ):
+            # Ids are given in creation order, so sorting by id is sorting by time.
+            sort = "value" if item["colId"] == "value" else "created_at"
+            order = item["sort"]
+            break
+    page = get_store().page(offset=start, limit=end - start, sort=sort, order=order)
+    return {"rowData": page.rows, "rowCount": page.total}
+
+
+def _bounded_int(value: Any, low: int, high: int) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        return low
+    return max(low, min(high, number))
+
+
+def data_state() -> tuple[int, int]:
+    """(version, total) of the data set: two cheap GETs, no rows."""
+    store = get_store()
+    return store.version(), store.total()
+
+
+# -- history --------------------------------------------------------------------------
+
+
+def history(filters: Mapping[str, str | None]) -> list[Run]:
+    """The newest runs matching the page's filters (task, state, source)."""
+    from myapp.tasks import TASK_NAMES
+
+    clean = {k: v for k, v in filters.items() if v}
+    parsed = runs.parse_filter(clean, TASK_NAMES)
+    items, _ = runs.list_runs(parsed, limit=HISTORY_LIMIT)
+    return items
+
+
+def history_rows(items: Sequence[Run]) -> list[dict[str, Any]]:
+    rows = []
+    for run in items:
+        row = run.to_dict()
+        rows.append(
+            {
+                "id": run.id,
+                "task": run.task,
+                "source": run.source,
+                "state": run.state,
+                "params": ", ".join(f"{k}={v}" for k, v in (run.params or {}).items()),
+                "progress": run.progress_message or "",
+                "duration_s": run.duration_s,
+                "error": (
+                    f"{run.error_type}: {run.error_message}" if run.error_type else ""
+                ),
+                "created_at": row["created_at"],
+                "finished_at": row["finished_at"],
+            }
+        )
+    return rows
+
+
+def any_active(items: Sequence[Run]) -> bool:
+    return any(not run.finished for run in items)
+
+
+def duration_figure(items: Sequence[Run]) -> go.Figure:
+    """Run durations over time, one trace per outcome."""
+    figure = go.Figure()
+    for state, colour in OUTCOME_COLOURS.items():
+        done = [r for r in items if r.state == state and r.duration_s is not None]
+        figure.add_trace(
+            go.Scatter(
+                name=state,
+                x=[isoformat(r.finished_at) for r in done],
+                y=[r.duration_s for r in done],
+                mode="markers",
+                marker={"color": colour, "size": 9},
+                text=[f"{r.task} ({r.source}) {r.id[:8]}" for r in done],
+                hovertemplate="%{text}<br>%{y:.2f} s<extra>" + state + "</extra>",
+            )
+        )
+    figure.update_layout(
+        title="Run durations",
+        xaxis_title="finished (UTC)",
+        yaxis_title="duration (s)",
+        margin={"l": 50, "r": 10, "t": 40, "b": 40},
+        height=320,
+        legend={"orientation": "h", "y": -0.25},
+    )
+    return figure

@@ -1,0 +1,241 @@
+"""The Dash pages: a shell with a router, the main page and the history page."""
+
+from __future__ import annotations
+
+import dash_ag_grid as dag
+from dash import dcc, html
+
+from myapp.dashboard import ids
+from myapp.models import SOURCES, STATES
+from myapp.tasks import TASK_NAMES
+
+# How often the page asks the store's change counter, and a queued run's row.
+DATA_POLL_MS = 2000
+# The first polls of a queued run come fast (a 0-second run reports in ~0.1 s);
+# core.poll_interval_ms backs off as the run ages.
+RUN_POLL_MS = 100
+SCHEDULE_POLL_MS = 5000
+HISTORY_POLL_MS = 2000
+
+DATA_COLUMNS = [
+    {"field": "id", "headerName": "#", "maxWidth": 110, "sortable": False},
+    {
+        "field": "created_at",
+        "headerName": "created (UTC)",
+        "sortable": True,
+        "minWidth": 190,
+    },
+    {
+        "field": "value",
+        "sortable": True,
+        "type": "numericColumn",
+        "valueFormatter": {
+            "function": "params.value == null ? '' : d3.format('.3f')(params.value)"
+        },
+    },
+    {"field": "category", "sortable": False},
+    {"field": "run_id", "headerName": "run", "sortable": False, "minWidth": 120},
+]
+
+HISTORY_COLUMNS = [
+    {"field": "created_at", "headerName": "created (UTC)", "minWidth": 190},
+    {"field": "task", "filter": True},
+    {"field": "source", "filter": True},
+    {
+        "field": "state",
+        "filter": True,
+        "cellClass": {"function": "'st-' + params.value"},
+    },
+    {"field": "params"},
+    {"field": "progress"},
+    {"field": "duration_s", "headerName": "duration (s)", "type": "numericColumn"},
+    {"field": "error", "minWidth": 220},
+    {"field": "id", "headerName": "run id", "minWidth": 120},
+]
+
+
+def shell() -> html.Div:
+    """Same for every path: navigation, the router target and the page's stores."""
+    return html.Div(
+        className="dash-shell",
+        children=[
+            dcc.Location(id=ids.URL),
+            html.Nav(
+                className="nav",
+                children=[
+                    html.A("myapp", href="/", className="brand"),
+                    dcc.Link("Run tasks", href="/dash/"),
+                    dcc.Link("History", href="/dash/history"),
+                ],
+            ),
+            html.Main(id=ids.PAGE),
+        ],
+    )
+
+
+def main_page() -> html.Div:
+    return html.Div(
+        className="page",
+        children=[
+            html.H1("Generate data"),
+            html.Section(className="card", children=[_form(), _progress()]),
+            html.P(id=ids.SCHEDULE_INFO, className="muted"),
+            html.Section(
+                className="card",
+                children=[
+                    html.Div(
+                        className="grid-head",
+                        children=[
+                            html.H2("Data set"),
+                            html.Span(
+                                ["rows: ", html.Strong(id=ids.DATA_TOTAL, children="…")]
+                            ),
+                        ],
+                    ),
+                    data_grid(),
+                ],
+            ),
+            dcc.Store(id=ids.BG_REQUEST),
+            dcc.Store(id=ids.BG_RUN),
+            dcc.Store(id=ids.BG_DONE),
+            dcc.Store(id=ids.QUEUED_RUN),
+            dcc.Store(id=ids.DATA_VERSION),
+            dcc.Store(id=ids.GRID_REFRESHED),
+            dcc.Interval(id=ids.POLL_INTERVAL, interval=RUN_POLL_MS, disabled=True),
+            dcc.Interval(id=ids.DATA_INTERVAL, interval=DATA_POLL_MS),
+            dcc.Interval(id=ids.SCHEDULE_INTERVAL, interval=SCHEDULE_POLL_MS),
+        ],
+    )
+
+
+def _field(label: str, input_id: str, error_id: str, value: str) -> html.Div:
+    return html.Div(
+        className="field",
+        children=[
+            html.Label(label, htmlFor=input_id),
+            dcc.Input(
+                id=input_id,
+                type="text",
+                inputMode="decimal",
+                value=value,
+                debounce=False,
+                autoComplete="off",
+            ),
+            html.Div(id=error_id, className="field-error", role="alert"),
+        ],
+    )
+
+
+def _form() -> html.Div:
+    return html.Div(
+        className="form",
+        children=[
+            _field("Rows", ids.ROWS_INPUT, ids.ROWS_ERROR, "10"),
+            _field("Seconds", ids.SECONDS_INPUT, ids.SECONDS_ERROR, "5"),
+            html.Div(
+                className="field",
+                children=[
+                    html.Label("Run it as", htmlFor=ids.MODE_SELECT),
+                    dcc.RadioItems(
+                        id=ids.MODE_SELECT,
+                        options=[
+                            {"label": "background callback", "value": "background"},
+                            {"label": "queued Celery task", "value": "queued"},
+                        ],
+                        value="background",
+                        className="radio",
+                    ),
+                ],
+            ),
+            html.Div(
+                className="buttons",
+                children=[
+                    html.Button("Run", id=ids.RUN_BUTTON, className="primary"),
+                    html.Button("Cancel", id=ids.CANCEL_BUTTON, disabled=True),
+                ],
+            ),
+        ],
+    )
+
+
+def _progress() -> html.Div:
+    return html.Div(
+        className="progress-block",
+        children=[
+            html.Progress(id=ids.RUN_PROGRESS, value="0", max="1"),
+            html.Span(id=ids.RUN_PROGRESS_TEXT, className="muted"),
+            html.Div(id=ids.APP_STATUS, role="status", children="Ready."),
+        ],
+    )
+
+
+def data_grid() -> dag.AgGrid:
+    """The whole data set, one block at a time: only visible rows cross the wire."""
+    return dag.AgGrid(
+        id=ids.DATA_GRID,
+        rowModelType="infinite",
+        columnDefs=DATA_COLUMNS,
+        defaultColDef={"flex": 1, "minWidth": 90, "resizable": True},
+        dashGridOptions={
+            # One request at a time: dash-ag-grid keeps one pending request, so a
+            # second concurrent block could receive the first block's rows.
+            "maxConcurrentDatasourceRequests": 1,
+            "cacheBlockSize": 100,
+            "infiniteInitialRowCount": 1,
+            "maxBlocksInCache": 20,
+            "rowBuffer": 0,
+        },
+        getRowId="params.data.id",
+        style={"height": "420px", "width": "100%"},
+        className="ag-theme-alpine",
+    )
+
+
+def history_page() -> html.Div:
+    def choice(id_: str, label: str, values: tuple[str, ...]) -> html.Div:
+        return html.Div(
+            className="field",
+            children=[
+                html.Label(label, htmlFor=id_),
+                dcc.Dropdown(
+                    id=id_,
+                    options=[{"label": v, "value": v} for v in values],
+                    placeholder="any",
+                    clearable=True,
+                ),
+            ],
+        )
+
+    return html.Div(
+        className="page",
+        children=[
+            html.H1("Run history"),
+            html.Section(
+                className="card form",
+                children=[
+                    choice(ids.HISTORY_STATE, "State", STATES),
+                    choice(ids.HISTORY_SOURCE, "Source", SOURCES),
+                    choice(ids.HISTORY_TASK, "Task", TASK_NAMES),
+                ],
+            ),
+            html.Section(
+                className="card",
+                children=[
+                    dag.AgGrid(
+                        id=ids.HISTORY_GRID,
+                        columnDefs=HISTORY_COLUMNS,
+                        rowData=[],
+                        getRowId="params.data.id",
+                        defaultColDef={"resizable": True, "sortable": True},
+                        columnSize="autoSize",
+                        dashGridOptions={"animateRows": False},
+                        style={"height": "420px", "width": "100%"},
+                        className="ag-theme-alpine",
+                    )
+                ],
+            ),
+            html.Section(className="card", children=[dcc.Graph(id=ids.HISTORY_CHART)]),
+            dcc.Store(id=ids.HISTORY_SIG),
+            dcc.Interval(id=ids.HISTORY_INTERVAL, interval=HISTORY_POLL_MS),
+        ],
+    )

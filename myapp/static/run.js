@@ -1,0 +1,160 @@
+// Live run page: polls the run's JSON status URL and redraws the state, progress bar,
+// result or error, timings and cancel button. The page is complete without this
+// script (it reloads itself in a <noscript> refresh); this only makes it live.
+(function () {
+  "use strict";
+
+  var root = document.getElementById("run");
+  if (!root) {
+    return;
+  }
+  var statusUrl = root.getAttribute("data-status-url");
+  var FINISHED = ["SUCCESS", "FAILURE", "REVOKED"];
+  var POLL_MS = 500;
+  var MAX_BACKOFF_MS = 10000;
+  var failures = 0;
+
+  function $(id) {
+    return document.getElementById(id);
+  }
+
+  function isFinished(state) {
+    return FINISHED.indexOf(state) !== -1;
+  }
+
+  function setText(id, text) {
+    var el = $(id);
+    if (el) {
+      el.textContent = text;
+    }
+  }
+
+  function showConnection(text) {
+    var el = $("run-connection");
+    if (!el) {
+      return;
+    }
+    el.textContent = text || "";
+    el.hidden = !text;
+  }
+
+  function stateMessage(run) {
+    var p = run.progress;
+    if (run.state === "RETRY") {
+      return "Retrying" + (p && p.message ? ": " + p.message : "…");
+    }
+    if (p && p.message) {
+      return p.message;
+    }
+    switch (run.state) {
+      case "PENDING":
+        return "Waiting for a worker…";
+      case "STARTED":
+        return "Started…";
+      case "REVOKED":
+        return "Cancelled.";
+      case "FAILURE":
+        return "Failed.";
+      default:
+        return "";
+    }
+  }
+
+  function drawProgress(run) {
+    var bar = $("run-progress");
+    var p = run.progress;
+    var percent = "";
+    if (run.state === "SUCCESS") {
+      bar.max = 1;
+      bar.value = 1;
+      percent = "100%";
+    } else if (p && p.total > 0) {
+      bar.max = p.total;
+      bar.value = p.current || 0;
+      percent = Math.floor(((p.current || 0) * 100) / p.total) + "%";
+    } else if (isFinished(run.state)) {
+      bar.max = 1;
+      bar.value = 0;
+    } else {
+      // No progress reported yet (PENDING, STARTED): an indeterminate bar.
+      bar.removeAttribute("value");
+    }
+    bar.textContent = percent;
+    setText("run-percent", percent);
+  }
+
+  function draw(run) {
+    root.setAttribute("data-state", run.state);
+    var badge = $("run-state");
+    badge.innerHTML = "";
+    var span = document.createElement("span");
+    span.className = "state state-" + run.state.toLowerCase();
+    span.textContent = run.state;
+    badge.appendChild(span);
+
+    drawProgress(run);
+    setText("run-message", stateMessage(run));
+    setText("run-attempts", String(run.attempts));
+    setText("run-started", run.started_at || "—");
+    setText("run-finished", run.finished_at || "—");
+    setText("run-duration", run.duration_s === null ? "—" : run.duration_s + " s");
+
+    var result = $("run-result");
+    result.hidden = run.state !== "SUCCESS";
+    if (run.state === "SUCCESS") {
+      setText("run-result-json", JSON.stringify(run.result, null, 2));
+    }
+    var error = $("run-error");
+    error.hidden = !run.error;
+    if (run.error) {
+      setText("run-error-type", run.error.type);
+      setText("run-error-message", run.error.message);
+    }
+    if (isFinished(run.state)) {
+      var cancel = $("cancel-form");
+      if (cancel) {
+        cancel.parentNode.removeChild(cancel);
+      }
+    }
+  }
+
+  function poll() {
+    fetch(statusUrl, { headers: { Accept: "application/json" }, cache: "no-store" })
+      .then(function (response) {
+        if (response.status === 404) {
+          return { gone: true };
+        }
+        if (!response.ok) {
+          throw new Error("HTTP " + response.status);
+        }
+        return response.json();
+      })
+      .then(
+        function (run) {
+          failures = 0;
+          showConnection("");
+          if (run.gone) {
+            setText("run-message", "This run is no longer in the history.");
+            return;
+          }
+          draw(run);
+          if (!isFinished(run.state)) {
+            window.setTimeout(poll, POLL_MS);
+          }
+        },
+        function () {
+          // Network gone or server error: back off, say so, keep trying.
+          failures += 1;
+          var delay = Math.min(POLL_MS * Math.pow(2, failures), MAX_BACKOFF_MS);
+          showConnection(
+            "Connection lost, retrying in " + Math.ceil(delay / 1000) + " s…"
+          );
+          window.setTimeout(poll, delay);
+        }
+      );
+  }
+
+  if (!isFinished(root.getAttribute("data-state"))) {
+    poll();
+  }
+})();

@@ -1,0 +1,230 @@
+"""Fast tests of the Dash pages' logic, called directly where a browser adds nothing.
+Real Redis and database throughout; no worker unless a run must execute."""
+
+from __future__ import annotations
+
+import inspect
+import json
+from types import SimpleNamespace
+
+from conftest import free_port, wait_for
+from dash.background_callback.managers import BaseBackgroundCallbackManager
+
+from myapp import runs
+from myapp.dashboard import core
+from myapp.extensions import db, get_store
+
+
+def job_closure(celery_app, name):
+    """The Dash callback function a registered background job will call."""
+    return inspect.getclosurevars(celery_app.tasks[name].run).nonlocals["fn"]
+
+
+def test_each_app_runs_its_own_background_callbacks(make_app):
+    registry = (
+        len(BaseBackgroundCallbackManager.managers),
+        len(BaseBackgroundCallbackManager.functions),
+    )
+    first, second = make_app(), make_app()
+    names = []
+    for app in (first, second):
+        dash_app = app.extensions["dash"]
+        manager = dash_app._background_manager
+        (name,) = manager.job_names()
+        names.append(name)
+        declared = next(
+            cb["callback"].__wrapped__
+            for cb in dash_app.callback_map.values()
+            if cb.get("background")
+        )
+        # The job on this app's Celery app calls this app's callback, not the other's.
+        assert job_closure(app.extensions["celery"], name) is declared
+    assert names[0] == names[1]  # same code, same name: the worker finds it
+    assert job_closure(first.extensions["celery"], names[0]) is not job_closure(
+        second.extensions["celery"], names[1]
+    )
+    # Dash's process-wide registries did not grow, so no later app inherits these.
+    assert registry == (
+        len(BaseBackgroundCallbackManager.managers),
+        len(BaseBackgroundCallbackManager.functions),
+    )
+
+
+def test_dash_pages_are_served_by_the_flask_app(client):
+    for path in ("/dash/", "/dash/history"):
+        response = client.get(path)
+        assert response.status_code == 200 and b"_dash-config" in response.data
+    layout = client.get("/dash/_dash-layout").get_json()
+    assert "url" in json.dumps(layout)
+
+
+def test_grid_block_pages_and_sorts_on_the_server(app):
+    with app.app_context():
+        store = get_store()
+        store.commit_run("r1", [(5.0, "alpha"), (1.0, "beta"), (3.0, "gamma")])
+        store.commit_run("r2", [(4.0, "delta"), (2.0, "alpha")])
+        newest = core.grid_block({"startRow": 0, "endRow": 2})
+        assert newest["rowCount"] == 5
+        assert [r["id"] for r in newest["rowData"]] == [5, 4]
+        by_value = core.grid_block(
+            {
+                "startRow": 1,
+                "endRow": 4,
+                "sortModel": [{"colId": "value", "sort": "asc"}],
+            }
+        )
+        assert [r["value"] for r in by_value["rowData"]] == [2.0, 3.0, 4.0]
+        oldest = core.grid_block(
+            {"startRow": 0, "endRow": 1, "sortModel": [{"colId": "created_at"}]}
+        )
+        assert oldest["rowData"][0]["id"] == 5  # no direction given: the default
+        # A hostile request cannot ask for the whole data set at once.
+        huge = core.grid_block({"startRow": "x", "endRow": 10**12}, max_block=2)
+        assert len(huge["rowData"]) == 2
+
+
+def test_invalid_form_values_get_field_messages_and_start_nothing(app):
+    with app.app_context():
+        raw = core.form_params("0", "later")
+        for started in (core.check_background(raw), core.start_queued(raw)):
+            assert not started.ok and started.run is None
+            assert started.field_errors == {
+                "rows": "must be at least 1",
+                "seconds": "must be a number",
+            }
+        assert runs.count_active() == 0
+        # Empty fields mean the definition's defaults.
+        assert core.check_background(core.form_params("", None)).params == {
+            "rows": 10,
+            "seconds": 5.0,
+        }
+
+
+def test_unreachable_broker_is_said_not_hidden(make_app):
+    app = make_app(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+    with app.app_context():
+        background = core.check_background({"rows": "1"})
+        assert not background.ok and "broker is unreachable" in background.message
+        queued = core.start_queued({"rows": "1"})
+        assert queued.ok and queued.run.state == "PENDING"
+        line = core.describe(runs.get_run(queued.run.id), mode="queued")
+        assert line.startswith("PENDING") and "waiting for the broker" in line
+
+
+def test_too_many_active_runs_is_said(make_app):
+    app = make_app(MAX_ACTIVE_RUNS=1)
+    with app.app_context():
+        runs.create_run("generate_data", {}, source="api")
+        for started in (
+            core.check_background({"rows": "1"}),
+            core.start_queued({"rows": "1"}),
+        ):
+            assert not started.ok and "already active" in started.message
+
+
+def test_describe_each_outcome(app):
+    with app.app_context():
+        run, _ = runs.create_run("generate_data", {"rows": 2}, source="dash-queued")
+        runs.fail_run(run.id, "ResponseError", "value is not an integer")
+        assert core.describe(runs.get_run(run.id), mode="queued") == (
+            f"FAILURE: queued run {run.id[:8]}: ResponseError: value is not an integer"
+        )
+        other, _ = runs.create_run("generate_data", {}, source="dash-queued")
+        runs.cancel_run(other)
+        assert core.describe(other, mode="queued").startswith("REVOKED")
+        assert core.describe(None, mode="queued").startswith("FAILURE")
+
+
+def test_background_work_is_recorded_under_the_job_id(app):
+    """What the background callback does in the worker, called directly."""
+    seen = []
+    with app.app_context():
+        run = core.execute_background(
+            "job-1",
+            {"rows": 3, "seconds": 0},
+            worker="test",
+            on_progress=lambda *p: seen.append(p),
+        )
+        assert run.state == "SUCCESS" and run.source == "dash-background"
+        assert run.id == "job-1" and get_store().run_span("job-1") == (1, 3)
+        assert seen[-1] == (3, 3, "3 of 3 rows")
+        # A redelivered job finds its finished run and appends nothing more.
+        again = core.execute_background(
+            "job-1",
+            {"rows": 3, "seconds": 0},
+            worker="test",
+            on_progress=lambda *p: None,
+        )
+        assert again.state == "SUCCESS" and get_store().total() == 3
+
+
+def test_terminated_background_job_ends_its_run_revoked(app):
+    celery_app = app.extensions["celery"]
+    manager = app.extensions["dash"]._background_manager
+    job = celery_app.tasks[manager.job_names()[0]]
+    with app.app_context():
+        run, _ = runs.create_run("generate_data", {}, source="dash-background")
+        other = SimpleNamespace(app=object(), name=job.name)
+        manager.on_task_revoked(sender=other, request=SimpleNamespace(id=run.id))
+        assert runs.get_run(run.id).state == "PENDING"  # another app's job: not ours
+        manager.on_task_revoked(sender=job, request=SimpleNamespace(id=run.id))
+        db.session.expire_all()  # the receiver wrote in its own app context
+        assert runs.get_run(run.id).state == "REVOKED"
+
+
+def test_set_props_are_read_once_and_the_result_is_kept(app):
+    manager = app.extensions["dash"]._background_manager
+    backend = app.extensions["celery"].backend
+    backend.set("k", json.dumps({"done": True}))
+    backend.set("k-set_props", json.dumps({"app-status": {"children": "x"}}))
+    assert manager.get_updated_props("k") == {"app-status": {"children": "x"}}
+    assert manager.get_updated_props("k") == {}
+    assert manager.result_ready("k")  # upstream deletes the result here
+
+
+def test_history_filters_and_chart(app, worker, client):
+    with app.app_context():
+        for source in ("api", "beat", "dash-queued"):
+            runs.create_run("summarize_data", {}, source=source)
+    started = client.post(
+        "/api/tasks/generate_data/runs", json={"rows": 1, "seconds": 0}
+    )
+    wait_for(lambda: client.get(started.headers["Location"]).json["state"] == "SUCCESS")
+    with app.app_context():
+        everything = core.history({"state": None, "source": None, "task": None})
+        assert len(everything) == 4 and core.any_active(everything)
+        beat = core.history({"source": "beat"})
+        assert [r.source for r in beat] == ["beat"]
+        rows = core.history_rows(core.history({"state": "SUCCESS"}))
+        assert rows[0]["params"] == "rows=1, seconds=0.0" and rows[0]["duration_s"]
+        figure = core.duration_figure(everything)
+        traces = {t.name: len(t.y) for t in figure.data}
+        assert traces == {"SUCCESS": 1, "FAILURE": 0, "REVOKED": 0}
+
+
+def test_schedule_line_names_interval_and_last_beat_run(make_app):
+    app = make_app(SCHEDULE_SECONDS=30)
+    with app.app_context():
+        assert core.schedule_line() == (
+            "Scheduled: generate_data every 30 s. No scheduled run has finished yet."
+        )
+        runs.create_run("generate_data", {}, source="beat")  # still PENDING
+        beat, _ = runs.create_run("generate_data", {"rows": 1}, source="beat")
+        runs.fail_run(beat.id, "X", "y")
+        assert "Last scheduled run finished" in core.schedule_line()
+        assert "FAILURE" in core.schedule_line()
+
+
+def test_queued_poll_starts_fast_backs_off_with_age_and_slows_for_slow_polls():
+    from datetime import timedelta
+
+    from myapp.dashboard.core import poll_interval_ms
+    from myapp.models import Run, utcnow
+
+    fresh = Run(created_at=utcnow())
+    old = Run(created_at=utcnow() - timedelta(minutes=5))
+    assert poll_interval_ms(fresh, took_ms=5) == 100
+    assert poll_interval_ms(old, took_ms=5) == 1000
+    # A poll that took 0.8 s waits three times as long, so no response is dropped.
+    assert poll_interval_ms(fresh, took_ms=800) == 2400
+    assert poll_interval_ms(None, took_ms=5000) == 5000
