@@ -26,7 +26,6 @@ def run(stack: Stack, quick: bool) -> list[Result]:
     samples = 30 if quick else 150
     warmup = 5 if quick else 15
     stack.reset()
-    celery_app = stack.app().extensions["celery"]
     noop = stack.baseline_celery().tasks["noop"]
     client: list[float] = []
     raw: list[float] = []
@@ -49,7 +48,9 @@ def run(stack: Stack, quick: bool) -> list[Result]:
             body = json.loads(response.read())
             if response.status != 202:
                 raise RuntimeError(f"POST answered {response.status}: {body}")
-            celery_app.AsyncResult(body["id"]).get(timeout=60, propagate=True)
+            # The run row is the status of record (runs store no Celery result):
+            # poll the status URL as a client would.
+            _wait_finished(conn, body["status_url"], timeout=60)
             elapsed = time.perf_counter() - started
 
             started = time.perf_counter()
@@ -96,3 +97,18 @@ def run(stack: Stack, quick: bool) -> list[Result]:
 
 def _p90(values: list[float]) -> float:
     return sorted(values)[int(len(values) * 0.9) - 1] * 1000
+
+
+def _wait_finished(conn: http.client.HTTPConnection, url: str, timeout: float) -> None:
+    """Poll a run's status URL (2 ms apart, bounded) until it has finished."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        conn.request("GET", url)
+        response = conn.getresponse()
+        state = json.loads(response.read())["state"]
+        if state in ("SUCCESS", "FAILURE", "REVOKED"):
+            if state != "SUCCESS":
+                raise RuntimeError(f"{url} ended {state}")
+            return
+        time.sleep(0.002)
+    raise RuntimeError(f"{url} did not finish within {timeout} s")
