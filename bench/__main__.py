@@ -16,7 +16,8 @@ import traceback
 from pathlib import Path
 
 from bench.report import Result, environment, notes, table
-from bench.stack import ROOT, Stack, redis_server_binary
+from bench.stack import ROOT, Stack
+from myapp.devserver import redis_server_binary
 
 # In the order they run; memory last, it is the longest.
 MEASUREMENTS = (

