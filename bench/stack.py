@@ -195,7 +195,10 @@ class Worker(Service):
     def __init__(self, name: str, app: str, env: dict[str, str], log: Path):
         argv = procfile_command("worker", env)
         argv = [app if a == "wsgi:celery_app" else a for a in argv]
-        argv += ["--hostname", f"{name}@%h", "--pool", "prefork"]
+        # Before a trailing `--` (Celery's extra config), not after it.
+        extra = ["--hostname", f"{name}@%h", "--pool", "prefork"]
+        end = argv.index("--") if "--" in argv else len(argv)
+        argv[end:end] = extra
         super().__init__(name, argv, env, log)
         self._wait_ready()
 
