@@ -4,12 +4,9 @@ process started from wsgi.py where Dash's terminate-on-cancel needs one)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
+import socket
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from celery.beat import Scheduler
@@ -23,8 +20,8 @@ from myapp import runs
 from myapp.dashboard import ids
 from myapp.extensions import get_redis, get_store
 from myapp.models import SOURCES, Run
+from tests.faults.procs import Worker
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CHROME_ARGS = (
     "--headless",
     "--no-sandbox",
@@ -237,58 +234,14 @@ def test_page_fits_a_phone(app, live, dash_duo):
 
 
 @pytest.fixture
-def prefork_worker(app, redis_server, database_url, tmp_path) -> Iterator[None]:
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(PROJECT_ROOT),
-        "REDIS_URL": redis_server.url,
-        "DATABASE_URL": database_url,
-        "SECRET_KEY": "test-secret",
-        "INSTANCE_PATH": str(tmp_path / "worker-instance"),
-        "START_RATE_LIMIT": "off",
-    }
-    hostname = f"dash-prefork-{free_port()}@localhost"
-    log = open(tmp_path / "worker.log", "wb")  # noqa: SIM115 - closed below
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "wsgi:celery_app",
-            "worker",
-            "-P",
-            "prefork",
-            "-c",
-            "1",
-            "-n",
-            hostname,
-            "--without-gossip",
-            "--without-mingle",
-            "--loglevel=INFO",
-        ],
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    celery_app = app.extensions["celery"]
+def prefork_worker(app, tmp_path) -> Iterator[None]:
+    worker = Worker(app, f"dash-prefork-{free_port()}", tmp_path, concurrency=1)
+    worker.start()
     try:
-        wait_for(
-            lambda: celery_app.control.ping(destination=[hostname], timeout=0.5),
-            60,
-            0.2,
-        )
-        app.config["PREFORK_WORKER"] = hostname
+        app.config["PREFORK_WORKER"] = f"{worker.name}@{socket.gethostname()}"
         yield
     finally:
-        process.terminate()
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
-        log.close()
+        worker.stop()
 
 
 def test_worker_from_wsgi_registers_every_background_callback(app, prefork_worker):
