@@ -16,14 +16,14 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from celery.exceptions import SoftTimeLimitExceeded
 from flask import current_app
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from myapp.extensions import db
+from myapp.extensions import db, get_store
 from myapp.models import ACTIVE_STATES, FINISHED_STATES, SOURCES, STATES, Run, utcnow
 from myapp.registry import TaskDefinition, ValidationError
 from myapp.tasks import get_definition
@@ -92,6 +92,10 @@ class RunContext:
 
     run_id: str
     progress: ProgressHook
+
+    def cancelled(self) -> NoReturn:
+        """Stop the task: its run was cancelled."""
+        raise RunCancelled(self.run_id)
 
 
 # -- starting ----------------------------------------------------------------
@@ -255,27 +259,22 @@ def execute_run(
     delivery of the same run is alive, RunFailed for invalid parameters or a
     cancel, and re-raises the task's own exception after recording FAILURE.
     """
-    run = _get_or_adopt(definition, run_id, kwargs, source)
-    if run.finished:
-        return run.result
-    try:
-        if args:
-            raise ValidationError(
-                {
-                    "args": "positional arguments are not accepted; "
-                    "send parameters by name (kwargs)"
-                }
-            )
-        params = definition.validate(kwargs)
-    except ValidationError as exc:
-        fail_run(run_id, "ValidationError", str(exc))
-        raise RunFailed(str(exc)) from None
+    params, problem = _arguments(definition, kwargs, args)
+    # The common case is one UPDATE: the row exists and is waiting. Only when the
+    # claim misses is the row read (or adopted, for beat and other clients).
     if not _claim(run_id, worker):
-        db.session.expire_all()
-        run = db.session.get(Run, run_id)
-        if run is None or run.finished:
-            return None if run is None else run.result
-        raise RunBusy(run_id)
+        run = _get_or_adopt(definition, run_id, kwargs, source)
+        if run.finished:
+            return run.result
+        if not _claim(run_id, worker):
+            db.session.expire_all()
+            run = db.session.get(Run, run_id)
+            if run is None or run.finished:
+                return None if run is None else run.result
+            raise RunBusy(run_id)
+    if problem is not None:
+        fail_run(run_id, "ValidationError", problem)
+        raise RunFailed(problem)
     progress = ProgressReporter(run_id, on_progress)
     try:
         result = definition.func(RunContext(run_id, progress), **params)
@@ -294,6 +293,24 @@ def execute_run(
         raise
     finish_run(run_id, result, progress.last)
     return result
+
+
+def _arguments(
+    definition: TaskDefinition, kwargs: Mapping[str, Any], args: Sequence[Any]
+) -> tuple[dict[str, Any], str | None]:
+    """A message's parameters, validated; or what is wrong with them, as the field
+    messages say it."""
+    try:
+        if args:
+            raise ValidationError(
+                {
+                    "args": "positional arguments are not accepted; "
+                    "send parameters by name (kwargs)"
+                }
+            )
+        return definition.validate(kwargs), None
+    except ValidationError as exc:
+        return {}, str(exc)
 
 
 def _get_or_adopt(
@@ -387,9 +404,9 @@ class ProgressReporter:
         if self.hook is not None:
             self.hook(current, total, message)
         now = time.monotonic()
-        # The report at `total` is always written: it is the last cancel check
-        # before a task commits its work.
-        if now - self._written_at < self.interval and current != total:
+        # Reports are throttled, the last one included: a cancel that lands after it
+        # is caught by the data commit itself (DataStore.cancel_run).
+        if now - self._written_at < self.interval:
             return
         self._written_at = now
         result = db.session.execute(
@@ -466,6 +483,11 @@ def cancel_run(run: Run) -> Run:
     progress report, a queued message is discarded when it arrives."""
     if run.finished:
         raise RunFinished(run.id)
+    try:
+        # First, so a commit racing this cancel is refused inside Redis.
+        get_store().cancel_run(run.id)
+    except Exception as exc:  # Redis away: the row and the progress check still stop it
+        log.warning("could not flag %s as cancelled in the data store: %s", run.id, exc)
     if _end(run.id, {"state": "REVOKED"}):
         try:
             current_app.extensions["celery"].control.revoke(run.id)

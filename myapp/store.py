@@ -10,6 +10,7 @@ Layout (every key is built here, under one prefix):
 - `runs`                 hash run_id -> "first_id,count" (a run's rows are contiguous)
 - `stats`                hash of running count/sum, overall and per category
 - `version`              change counter: bumped once per committed run
+- `cancelled:<run_id>`   a cancelled run: its commit is refused (expires after a day)
 
 Rows get their id and `created_at` when a run commits, in one Lua script, so
 created-order is id order and paging by creation needs no index at all.
@@ -38,6 +39,7 @@ local created = ARGV[3]
 local n = tonumber(ARGV[4])
 local seen = redis.call('HGET', p .. ':runs', run_id)
 if seen then return {0, seen} end
+if redis.call('EXISTS', p .. ':cancelled:' .. run_id) == 1 then return {-1, '0,0'} end
 if n == 0 then
   redis.call('HSET', p .. ':runs', run_id, '0,0')
   return {1, '0,0'}
@@ -74,6 +76,7 @@ class CommitResult:
     appended: bool  # False when this run had already committed (duplicate delivery)
     first_id: int
     count: int
+    cancelled: bool = False  # refused: the run was cancelled before its commit
 
 
 class DataStore:
@@ -103,16 +106,22 @@ class DataStore:
     def commit_run(
         self, run_id: str, rows: Sequence[tuple[float, str]]
     ) -> CommitResult:
-        """Append a run's rows atomically; a second call for the same run is a no-op."""
+        """Append a run's rows atomically; a second call for the same run is a no-op,
+        and a cancelled run's call is refused (`cancelled`)."""
         created = (
             datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         )
         args: list[Any] = [self.prefix, run_id, created, len(rows)]
         for value, category in rows:
             args.extend((repr(float(value)), category))
-        appended, span = self._commit(args=args)
+        status, span = self._commit(args=args)
         first, count = (int(x) for x in str(span).split(","))
-        return CommitResult(bool(appended), first, count)
+        return CommitResult(status == 1, first, count, cancelled=status == -1)
+
+    def cancel_run(self, run_id: str) -> None:
+        """Refuse any later commit of this run: the check and the append are one
+        atomic script, so a cancel can never race a commit into the data set."""
+        self.redis.set(self._key("cancelled", run_id), 1, ex=86_400)
 
     # -- reading ---------------------------------------------------------------
 

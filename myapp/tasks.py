@@ -45,6 +45,8 @@ def generate_data(ctx: RunContext, *, rows: int, seconds: float) -> dict[str, An
             time.sleep(pause)
         ctx.progress(len(made), rows, f"{len(made)} of {rows} rows")
     commit = get_store().commit_run(ctx.run_id, made)
+    if commit.cancelled:
+        ctx.cancelled()
     return {
         "rows": commit.count,
         "first_id": commit.first_id,

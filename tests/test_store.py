@@ -104,3 +104,15 @@ def test_api_data_serves_pages(seeded, client):
     assert body["version"] == 3
     body = client.get("/api/data?run_id=b&sort=created_at&order=asc").get_json()
     assert [r["value"] for r in body["rows"]] == [7, 2]
+
+
+def test_a_cancelled_run_cannot_commit(store):
+    store.cancel_run("late")
+    result = store.commit_run("late", [(1.0, "alpha"), (2.0, "beta")])
+    assert result.cancelled and not result.appended
+    assert store.total() == 0 and store.version() == 0
+    # A run that committed before its cancel keeps its rows (and stays committed).
+    store.commit_run("early", [(3.0, "gamma")])
+    store.cancel_run("early")
+    again = store.commit_run("early", [(3.0, "gamma")])
+    assert not again.cancelled and store.total() == 1
