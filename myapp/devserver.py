@@ -105,7 +105,14 @@ def start_redis(
     return process, f"redis://127.0.0.1:{port}/0"
 
 
+def _interrupt(signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> int:
+    # A SIGTERM to the launcher alone (a process manager, `kill`) takes the same path
+    # as Ctrl-C, so honcho's processes and the embedded Redis are stopped too.
+    signal.signal(signal.SIGTERM, _interrupt)
     os.chdir(ROOT)
     instance = Path(os.environ.get("INSTANCE_PATH", ROOT / "instance"))
     instance.mkdir(parents=True, exist_ok=True)
