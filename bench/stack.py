@@ -25,7 +25,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
@@ -141,6 +141,23 @@ class Service:
         except OSError:
             return ""
 
+    def wait_until(
+        self,
+        ready: Callable[[], bool],
+        what: str,
+        timeout: float = 60,
+        interval: float = 0.1,
+    ) -> None:
+        """Poll `ready` until it holds; fail if the process exits or time runs out."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.alive():
+                self.fail("exited during start")
+            if ready():
+                return
+            time.sleep(interval)
+        self.fail(f"not {what} within {timeout}s")
+
     def fail(self, why: str) -> None:
         self.stop()
         raise RuntimeError(f"{self.name}: {why}\n--- {self.log} ---\n{self.log_tail()}")
@@ -171,19 +188,15 @@ class Web(Service):
         self.url = f"http://127.0.0.1:{self.port}"
         self._wait_ready()
 
-    def _wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.alive():
-                self.fail("exited during start")
-            try:
-                with urllib.request.urlopen(self.url + "/healthz", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        self.fail(f"not answering /healthz within {timeout}s")
+    def _wait_ready(self) -> None:
+        self.wait_until(self._healthy, "answering /healthz", interval=0.2)
+
+    def _healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.url + "/healthz", timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
 
     def worker_pids(self) -> list[int]:
         return [p.pid for p in self.tree()[1:]]
@@ -202,15 +215,8 @@ class Worker(Service):
         super().__init__(name, argv, env, log)
         self._wait_ready()
 
-    def _wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.alive():
-                self.fail("exited during start")
-            if b" ready." in self.log.read_bytes():
-                return
-            time.sleep(0.1)
-        self.fail(f"not ready within {timeout}s")
+    def _wait_ready(self) -> None:
+        self.wait_until(lambda: b" ready." in self.log.read_bytes(), "ready")
 
 
 class Stack:
