@@ -27,27 +27,21 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     _logging_init()
 
-    from myapp import api, health, views
     from myapp.cli import cli_init_app
-    from myapp.errors import errors_init_app
+    from myapp.dashboard import init_dash
     from myapp.extensions import db, migrate, redis_init_app
-    from myapp.queue import celery_init_app
+    from myapp.runs import admission_init_app
+    from myapp.web import web_init_app
+    from myapp.worker import celery_init_app
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"))
     redis_init_app(app)
     celery_init_app(app)
-    errors_init_app(app)
-    app.register_blueprint(health.bp)
-    app.register_blueprint(api.bp)
-    views.views_init_app(app)
+    admission_init_app(app)
+    web_init_app(app)
     cli_init_app(app)
-    from myapp.security import security_init_app  # headers, rate limit (issue 5)
-
-    security_init_app(app)
-    # Dash mounts here (issue: Dash pages), after the routes it links to exist.
-    from myapp.dashboard import init_dash
-
+    # Dash mounts last, after the Flask routes its pages link to exist.
     init_dash(app)  # keeps the Dash app in app.extensions["dash"]
     return app
 

@@ -17,8 +17,7 @@ from flask.cli import AppGroup
 from myapp import runs
 from myapp.extensions import db
 from myapp.models import Run
-from myapp.registry import UnknownTask, ValidationError
-from myapp.tasks import DEFINITIONS
+from myapp.tasks import DEFINITIONS, UnknownTask, ValidationError
 
 tasks_cli = AppGroup("tasks", help="List the tasks and start runs.")
 
@@ -67,8 +66,8 @@ def run_command(name: str, params: tuple[str, ...], wait: bool) -> None:
         # The same field messages as the API and the forms, one per line.
         lines = "".join(f"\n  {k}: {v}" for k, v in exc.fields.items())
         raise click.UsageError(f"invalid parameters for {name}:{lines}") from None
-    except runs.TooManyActiveRuns:
-        raise click.ClickException("too many active runs; try again later") from None
+    except runs.StartRefused as exc:
+        raise click.ClickException(f"not started: {exc}") from None
     click.echo(f"run {run.id} {run.state}")
     click.echo(f"status: {run.status_url}")
     click.echo(f"page: /runs/{run.id}")

@@ -198,3 +198,25 @@ def wait_for_state(client, run_id: str, states: tuple[str, ...], timeout: float 
         return body if body["state"] in states else None
 
     return wait_for(check, timeout)
+
+
+def pending_run(task: str, params: dict[str, Any], *, source: str):
+    """A PENDING run row with no message sent: what admission records before it
+    sends, for tests of pages and callbacks that only read runs."""
+    import uuid
+
+    from myapp.models import Run, utcnow
+    from myapp.tasks import get_definition
+
+    run = Run(
+        id=str(uuid.uuid4()),
+        task=task,
+        params=get_definition(task).validate(params),
+        source=source,
+        state="PENDING",
+        attempts=0,
+        created_at=utcnow(),
+    )
+    db.session.add(run)
+    db.session.commit()
+    return run

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 from celery.beat import Scheduler
-from conftest import free_port, wait_for
+from conftest import free_port, pending_run, wait_for
 from dash.testing.browser import Browser
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.common.by import By
@@ -202,7 +202,7 @@ def test_scheduled_run_appears_in_grid_without_reload(app, live, dash_duo):
 def test_history_lists_runs_from_every_source(app, live, dash_duo, client):
     with app.app_context():
         for source in SOURCES:
-            runs.create_run("summarize_data", {}, source=source)
+            pending_run("summarize_data", {}, source=source)
     done = client.post("/api/tasks/generate_data/runs", json={"rows": 2, "seconds": 0})
     wait_for(lambda: client.get(done.headers["Location"]).json["state"] == "SUCCESS")
 

@@ -7,12 +7,13 @@ import inspect
 import json
 from types import SimpleNamespace
 
-from conftest import free_port, wait_for
+from conftest import free_port, pending_run, wait_for
 from dash.background_callback.managers import BaseBackgroundCallbackManager
 
 from myapp import runs
 from myapp.dashboard import core
 from myapp.extensions import db, get_store
+from myapp.models import ACTIVE_STATES, Run
 
 
 def job_closure(celery_app, name):
@@ -83,79 +84,89 @@ def test_grid_block_pages_and_sorts_on_the_server(app):
         assert len(huge["rowData"]) == 2
 
 
+def both_modes(raw):
+    return [core.start(raw, mode=mode) for mode in ("background", "queued")]
+
+
+def active_runs() -> int:
+    return Run.query.filter(Run.state.in_(ACTIVE_STATES)).count()
+
+
 def test_invalid_form_values_get_field_messages_and_start_nothing(app):
-    with app.app_context():
-        raw = core.form_params("0", "later")
-        for started in (core.check_background(raw), core.start_queued(raw)):
+    with app.test_request_context():
+        for started in both_modes(core.form_params("0", "later")):
             assert not started.ok and started.run is None
             assert started.field_errors == {
                 "rows": "must be at least 1",
                 "seconds": "must be a number",
             }
-        assert runs.count_active() == 0
+        assert active_runs() == 0
         # Empty fields mean the definition's defaults.
-        assert core.check_background(core.form_params("", None)).params == {
-            "rows": 10,
-            "seconds": 5.0,
-        }
+        started = core.start(core.form_params("", None), mode="background")
+        assert started.run.params == {"rows": 10, "seconds": 5.0}
+        assert started.run.source == "dash-background"
 
 
 def test_unreachable_broker_is_said_not_hidden(make_app):
     app = make_app(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
-    with app.app_context():
-        background = core.check_background({"rows": "1"})
+    with app.test_request_context():
+        background, queued = both_modes({"rows": "1"})
         assert not background.ok and "broker is unreachable" in background.message
-        queued = core.start_queued({"rows": "1"})
         assert queued.ok and queued.run.state == "PENDING"
         line = core.describe(runs.get_run(queued.run.id), mode="queued")
         assert line.startswith("PENDING") and "waiting for the broker" in line
 
 
-def test_too_many_active_runs_is_said(make_app):
+def test_every_limit_applies_to_both_modes(make_app):
     app = make_app(MAX_ACTIVE_RUNS=1)
-    with app.app_context():
-        runs.create_run("generate_data", {}, source="api")
-        for started in (
-            core.check_background({"rows": "1"}),
-            core.start_queued({"rows": "1"}),
-        ):
+    with app.test_request_context():
+        pending_run("generate_data", {}, source="api")
+        for started in both_modes({"rows": "1"}):
             assert not started.ok and "already active" in started.message
+    # One generate_data run is active already; two more fill its share.
+    app = make_app(MAX_ACTIVE_RUNS=10, MAX_ACTIVE_RUNS_PER_TASK=3)
+    with app.test_request_context():
+        for started in both_modes({"rows": "1"}):
+            assert started.ok
+        for started in both_modes({"rows": "1"}):
+            assert "3 runs of generate_data are already active" in started.message
 
 
 def test_describe_each_outcome(app):
     with app.app_context():
-        run, _ = runs.create_run("generate_data", {"rows": 2}, source="dash-queued")
+        run = pending_run("generate_data", {"rows": 2}, source="dash-queued")
         runs.fail_run(run.id, "ResponseError", "value is not an integer")
         assert core.describe(runs.get_run(run.id), mode="queued") == (
             f"FAILURE: queued run {run.id[:8]}: ResponseError: value is not an integer"
         )
-        other, _ = runs.create_run("generate_data", {}, source="dash-queued")
+        other = pending_run("generate_data", {}, source="dash-queued")
         runs.cancel_run(other)
         assert core.describe(other, mode="queued").startswith("REVOKED")
         assert core.describe(None, mode="queued").startswith("FAILURE")
 
 
-def test_background_work_is_recorded_under_the_job_id(app):
+def test_background_work_runs_the_admitted_run_only(app):
     """What the background callback does in the worker, called directly."""
     seen = []
-    with app.app_context():
+    with app.test_request_context():
+        admitted = core.start({"rows": "3", "seconds": "0"}, mode="background").run
         run = core.execute_background(
-            "job-1",
-            {"rows": 3, "seconds": 0},
-            worker="test",
-            on_progress=lambda *p: seen.append(p),
+            admitted.id, worker="test", on_progress=lambda *p: seen.append(p)
         )
         assert run.state == "SUCCESS" and run.source == "dash-background"
-        assert run.id == "job-1" and get_store().run_span("job-1") == (1, 3)
+        assert get_store().run_span(run.id) == (1, 3)
         assert seen[-1] == (3, 3, "3 of 3 rows")
         # A redelivered job finds its finished run and appends nothing more.
         again = core.execute_background(
-            "job-1",
-            {"rows": 3, "seconds": 0},
-            worker="test",
-            on_progress=lambda *p: None,
+            admitted.id, worker="test", on_progress=lambda *p: None
         )
         assert again.state == "SUCCESS" and get_store().total() == 3
+        # A run id nobody admitted is not adopted: nothing runs, nothing is recorded.
+        assert core.execute_background("forged", worker="t", on_progress=print) is None
+        assert runs.get_run("forged") is None
+        other = pending_run("generate_data", {}, source="api")
+        assert core.execute_background(other.id, worker="t", on_progress=print) is None
+        assert runs.get_run(other.id).state == "PENDING"
 
 
 def test_terminated_background_job_ends_its_run_revoked(app):
@@ -163,11 +174,13 @@ def test_terminated_background_job_ends_its_run_revoked(app):
     manager = app.extensions["dash"]._background_manager
     job = celery_app.tasks[manager.job_names()[0]]
     with app.app_context():
-        run, _ = runs.create_run("generate_data", {}, source="dash-background")
+        run = pending_run("generate_data", {}, source="dash-background")
         other = SimpleNamespace(app=object(), name=job.name)
-        manager.on_task_revoked(sender=other, request=SimpleNamespace(id=run.id))
+        # Dash calls a job with (result_key, progress_key, [inputs], context).
+        request = SimpleNamespace(id="job-id", args=("r", "p", [{"run_id": run.id}]))
+        manager.on_task_revoked(sender=other, request=request)
         assert runs.get_run(run.id).state == "PENDING"  # another app's job: not ours
-        manager.on_task_revoked(sender=job, request=SimpleNamespace(id=run.id))
+        manager.on_task_revoked(sender=job, request=request)
         db.session.expire_all()  # the receiver wrote in its own app context
         assert runs.get_run(run.id).state == "REVOKED"
 
@@ -185,7 +198,7 @@ def test_set_props_are_read_once_and_the_result_is_kept(app):
 def test_history_filters_and_chart(app, worker, client):
     with app.app_context():
         for source in ("api", "beat", "dash-queued"):
-            runs.create_run("summarize_data", {}, source=source)
+            pending_run("summarize_data", {}, source=source)
     started = client.post(
         "/api/tasks/generate_data/runs", json={"rows": 1, "seconds": 0}
     )
@@ -208,8 +221,8 @@ def test_schedule_line_names_interval_and_last_beat_run(make_app):
         assert core.schedule_line() == (
             "Scheduled: generate_data every 30 s. No scheduled run has finished yet."
         )
-        runs.create_run("generate_data", {}, source="beat")  # still PENDING
-        beat, _ = runs.create_run("generate_data", {"rows": 1}, source="beat")
+        pending_run("generate_data", {}, source="beat")  # still PENDING
+        beat = pending_run("generate_data", {"rows": 1}, source="beat")
         runs.fail_run(beat.id, "X", "y")
         assert "Last scheduled run finished" in core.schedule_line()
         assert "FAILURE" in core.schedule_line()

@@ -10,15 +10,15 @@ from collections.abc import Iterator
 from html import unescape
 
 import pytest
-from conftest import free_port, wait_for, wait_for_state
+from conftest import free_port, pending_run, wait_for, wait_for_state
 from sqlalchemy import func, select
 from werkzeug.serving import make_server
 
 from myapp import runs
-from myapp.errors import CSRF_MESSAGE
 from myapp.extensions import db
 from myapp.models import Run
 from myapp.store import CATEGORIES
+from myapp.web.errors import CSRF_MESSAGE
 
 
 def form_of(html: str, task: str) -> str:
@@ -218,7 +218,7 @@ def make_runs(app, spec: list[tuple[str, str]]) -> list[str]:
     ids = []
     with app.app_context():
         for task, source in spec:
-            run, _ = runs.create_run(task, {}, source=source)
+            run = pending_run(task, {}, source=source)
             ids.append(run.id)
     return ids
 

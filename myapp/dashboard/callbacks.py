@@ -12,7 +12,6 @@ import time
 from typing import Any
 
 import dash
-from celery import current_task
 from dash import Input, Output, State, no_update, set_props
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -71,17 +70,15 @@ def _register_run(dash_app: dash.Dash, manager: AppCeleryManager) -> None:
         """Validate with the task's definition; start a queued run, or hand the
         parameters to the background callback. Invalid input starts nothing."""
         raw = core.form_params(rows, seconds)
-        if mode == "queued":
-            started = core.start_queued(raw)
-        else:
-            started = core.check_background(raw)
+        mode = "queued" if mode == "queued" else "background"
+        started = core.start(raw, mode=mode)
         errors = started.field_errors
         unchanged = [no_update] * 9
-        if not started.ok:
+        if not started.ok or started.run is None:
             status = started.message or "Not started: check the fields marked above."
             return errors.get("rows", ""), errors.get("seconds", ""), status, *unchanged
-        if started.run is not None:
-            run = started.run
+        run = started.run
+        if mode == "queued":
             return (
                 "",
                 "",
@@ -96,16 +93,18 @@ def _register_run(dash_app: dash.Dash, manager: AppCeleryManager) -> None:
                 str(run.params["rows"]),
                 "queued",
             )
-        request = {**(started.params or {}), "click": n_clicks}
+        # The background job gets only the admitted run's id; it reads the
+        # parameters from the run row.
+        request = {"run_id": run.id, "click": n_clicks}
         return (
             "",
             "",
             "Starting a background run…",
             request,
-            None,
+            run.id,
             *[no_update] * 4,
             "0",
-            str(request["rows"]),
+            str(run.params["rows"]),
             "starting",
         )
 
@@ -131,19 +130,17 @@ def _register_run(dash_app: dash.Dash, manager: AppCeleryManager) -> None:
     )
     def run_in_background(set_progress, request: dict[str, Any] | None):
         """Runs in the Celery worker, inside the Flask app context (FlaskTask)."""
-        if not request:
+        run_id = request.get("run_id") if isinstance(request, dict) else None
+        if not isinstance(run_id, str):
             raise dash.exceptions.PreventUpdate
-        params = {"rows": request["rows"], "seconds": request["seconds"]}
-        # The job's task id is the run id: a redelivered job finds its own run.
-        run_id = current_task.request.id
         set_props(ids.APP_STATUS, {"children": f"STARTED: background run {run_id[:8]}"})
-        set_progress(("0", str(params["rows"]), "started", run_id))
+        set_progress(("0", "1", "started", run_id))
 
         def on_progress(current: int, total: int, message: str) -> None:
             set_progress((str(current), str(total), message, run_id))
 
         run = core.execute_background(
-            run_id, params, worker=core.worker_name(), on_progress=on_progress
+            run_id, worker=core.worker_name(), on_progress=on_progress
         )
         set_props(ids.APP_STATUS, {"children": core.describe(run, mode="background")})
         return None if run is None else run.to_dict()

@@ -18,8 +18,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from myapp import runs
 from myapp.extensions import db, get_redis, get_store
 from myapp.models import Run, isoformat, utcnow
-from myapp.registry import ValidationError
-from myapp.tasks import get_definition
+from myapp.tasks import ProgressHook, ValidationError, get_definition
+from myapp.web.security import current_requester
 
 log = logging.getLogger(__name__)
 
@@ -58,33 +58,33 @@ def form_params(rows: Any, seconds: Any) -> dict[str, Any]:
     return raw
 
 
-def check_background(raw: Mapping[str, Any]) -> Started:
-    """Validate a background start before any job is sent: fields, capacity, broker."""
+def start(raw: Mapping[str, Any], *, mode: str) -> Started:
+    """Admit a run of generate_data exactly as the API does.
+
+    Queued mode sends its Celery message; background mode records the run and hands
+    its id to the Dash background job (the job claims that run, and if no job ever
+    does, the reaper sends it as a message). Nothing is started while the broker is
+    down in background mode: Dash could not send the job.
+    """
+    source = "dash-queued" if mode == "queued" else "dash-background"
     try:
-        params = get_definition(TASK).validate(raw, from_text=True)
-    except ValidationError as exc:
-        return Started(field_errors=exc.fields)
-    try:
-        if runs.count_active() >= current_app.config["MAX_ACTIVE_RUNS"]:
-            return Started(message=too_many_message())
-    except SQLAlchemyError as exc:
-        return Started(message=database_message(exc))
-    if not broker_reachable():
-        return Started(
-            message="FAILURE: the broker is unreachable, so no background run "
-            "was started. Try again when it is back, or use queued mode."
+        if mode != "queued" and not broker_reachable():
+            return Started(
+                message="FAILURE: the broker is unreachable, so no background run "
+                "was started. Try again when it is back, or use queued mode."
+            )
+        run, _ = runs.start_run(
+            TASK,
+            raw,
+            source=source,
+            requester=current_requester(),
+            from_text=True,
+            send_message=mode == "queued",
         )
-    return Started(params=params)
-
-
-def start_queued(raw: Mapping[str, Any]) -> Started:
-    """Record and send a queued run exactly as the API does (source dash-queued)."""
-    try:
-        run, _ = runs.start_run(TASK, raw, source="dash-queued", from_text=True)
     except ValidationError as exc:
         return Started(field_errors=exc.fields)
-    except runs.TooManyActiveRuns:
-        return Started(message=too_many_message())
+    except runs.StartRefused as exc:
+        return Started(message=f"Not started: {exc}.")
     except SQLAlchemyError as exc:
         db.session.rollback()
         return Started(message=database_message(exc))
@@ -99,11 +99,6 @@ def broker_reachable() -> bool:
         return False
 
 
-def too_many_message() -> str:
-    limit = current_app.config["MAX_ACTIVE_RUNS"]
-    return f"Not started: {limit} runs are already active. Try again shortly."
-
-
 def database_message(exc: Exception) -> str:
     log.warning("dash: database unreachable: %s", exc)
     return "FAILURE: the run history database is unreachable; nothing was started."
@@ -113,26 +108,27 @@ def database_message(exc: Exception) -> str:
 
 
 def execute_background(
-    run_id: str,
-    params: Mapping[str, Any],
-    *,
-    worker: str | None,
-    on_progress: runs.ProgressHook,
+    run_id: str, *, worker: str | None, on_progress: ProgressHook
 ) -> Run | None:
-    """Run generate_data inline in a Dash background job, recorded as run `run_id`.
+    """Run the admitted run `run_id` inline in a Dash background job.
 
-    The run id is the job's Celery task id, so a redelivered job (its pool process
-    died) finds the same run instead of starting a second one. Every outcome ends in
-    the row; the finished row is returned.
+    Its parameters come from the row admission wrote, never from the request, and a
+    run that was never admitted is not adopted: calling the background callback
+    directly cannot get around the limits. A redelivered job finds the same run.
+    Every outcome ends in the row; the finished row is returned.
     """
+    run = runs.get_run(run_id)
+    if run is None or run.source != "dash-background":
+        return None
     try:
         runs.execute_run(
-            get_definition(TASK),
+            get_definition(run.task),
             run_id,
-            params,
+            run.params,
             source="dash-background",
             worker=worker,
             on_progress=on_progress,
+            adopt=False,
         )
     except (runs.RunFailed, runs.RunBusy):
         pass  # recorded (FAILURE or REVOKED), or another delivery is running it
@@ -287,11 +283,9 @@ def data_state() -> tuple[int, int]:
 
 
 def history(filters: Mapping[str, str | None]) -> list[Run]:
-    """The newest runs matching the page's filters (task, state, source)."""
-    from myapp.tasks import TASK_NAMES
-
-    clean = {k: v for k, v in filters.items() if v}
-    parsed = runs.parse_filter(clean, TASK_NAMES)
+    """The newest runs matching the page's filters (task, state, source); raises
+    ValidationError for a value that is not one of the choices."""
+    parsed = runs.RunFilter(**{k: v or None for k, v in filters.items()})
     items, _ = runs.list_runs(parsed, limit=HISTORY_LIMIT)
     return items
 

@@ -88,7 +88,8 @@ class AppCeleryManager(CeleryManager):
     ) -> None:
         """`task_revoked` receiver (worker main process): a background job that Dash
         terminated (cancel, or a new click) never reports again, so end its run
-        REVOKED here instead of leaving it STARTED. The job's id is its run id."""
+        REVOKED here instead of leaving it STARTED. The run's id is in the job's
+        input (`{"run_id": …}`, see the background callback)."""
         if (
             sender is None
             or request is None
@@ -97,13 +98,28 @@ class AppCeleryManager(CeleryManager):
             return
         if not str(getattr(sender, "name", "")).startswith(JOB_PREFIX):
             return
+        run_id = _run_id_of_job(request)
+        if run_id is None:
+            return
         with self.flask_app.app_context():
-            run = runs.get_run(request.id)
+            run = runs.get_run(run_id)
             if run is None or run.finished:
                 return
             # It may finish while the signal is on its way: then there is no cancel.
             with suppress(runs.RunFinished):
                 runs.cancel_run(run)
+
+
+def _run_id_of_job(request: Any) -> str | None:
+    """The run id a background job was given: Dash calls a job with
+    (result_key, progress_key, callback_args, context), callback_args being the
+    callback's inputs, here one `{"run_id": …}` request."""
+    args = getattr(request, "args", None) or ()
+    if len(args) < 3 or not isinstance(args[2], list | tuple) or not args[2]:
+        return None
+    first = args[2][0]
+    run_id = first.get("run_id") if isinstance(first, dict) else None
+    return run_id if isinstance(run_id, str) else None
 
 
 @contextmanager

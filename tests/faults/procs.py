@@ -23,10 +23,11 @@ from typing import Any
 import redis
 from flask import Flask
 
-from myapp import reliability, runs
+from myapp import runs
 from myapp.devserver import start_redis
 from myapp.extensions import db
 from myapp.models import FINISHED_STATES, Run
+from myapp.runs import reaper
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -182,11 +183,11 @@ def poll(
         time.sleep(interval)
 
 
-def sweep(app: Flask) -> reliability.ReapReport:
+def sweep(app: Flask) -> reaper.ReapReport:
     """What beat triggers every 15 s: the outbox and the reaper, one pass each."""
     with app.app_context():
         runs.dispatch_pending()
-        return reliability.reap_runs()
+        return reaper.reap_runs()
 
 
 def settle(
@@ -195,7 +196,7 @@ def settle(
     """Sweep until every run is finished; return the runs by id and the ids the
     reaper sent again or failed."""
     ids = list(ids)
-    reports: list[reliability.ReapReport] = []
+    reports: list[reaper.ReapReport] = []
 
     def finished() -> dict[str, Run] | None:
         reports.append(sweep(app))

@@ -13,9 +13,9 @@ import signal
 from datetime import timedelta
 
 from faults.procs import FAST_RECOVERY, poll, settle
-from myapp import reliability
 from myapp.extensions import db, get_store
 from myapp.models import Run, utcnow
+from myapp.runs import reaper
 
 # The bound stated in the README for these settings: lease 3 s + reaper pass +
 # a run of 3 s, twice over, with room for a loaded 2-core machine.
@@ -114,12 +114,12 @@ def lost_run(attempts: int, started_ago: float, heartbeat_ago: float) -> Run:
 def test_reaper_gives_up_after_max_attempts_and_past_the_time_limit(make_app):
     app = make_app(**FAST_RECOVERY)
     with app.app_context():
-        hard = reliability.hard_time_limit()
+        hard = reaper.hard_time_limit()
         exhausted = lost_run(attempts=3, started_ago=10, heartbeat_ago=5).id
         overdue = lost_run(attempts=1, started_ago=hard + 61, heartbeat_ago=0.1).id
         alive = lost_run(attempts=1, started_ago=10, heartbeat_ago=0.1).id
 
-        report = reliability.reap_runs()
+        report = reaper.reap_runs()
 
         assert sorted(report.failed) == sorted([exhausted, overdue])
         assert report.resent == []

@@ -21,7 +21,7 @@ Celery on Redis loses track of a run in three ways the run row can see:
 
 Sending a message again is always safe: the claim is a conditional UPDATE, so at
 most one delivery runs at a time, and the data append is idempotent per run id.
-PENDING runs never dispatched are the outbox's (`runs.dispatch_pending`).
+PENDING runs never dispatched are the outbox's (`dispatch.dispatch_pending`).
 """
 
 from __future__ import annotations
@@ -35,9 +35,10 @@ from celery import Celery
 from flask import current_app
 from sqlalchemy import or_, select, update
 
-from myapp import runs
 from myapp.extensions import db, get_redis
 from myapp.models import Run, utcnow
+from myapp.runs.dispatch import dispatch
+from myapp.runs.transitions import fail_run
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +139,7 @@ def reap_runs(now: datetime | None = None) -> ReapReport:
 
 def _fail(run: Run, error_type: str, message: str) -> bool:
     # fail_run only moves an active run: a run that just finished keeps its result.
-    return runs.fail_run(run.id, error_type, message)
+    return fail_run(run.id, error_type, message)
 
 
 def _requeue(run: Run, now: datetime, lease: timedelta) -> bool:
@@ -186,7 +187,7 @@ def _resend(run: Run, now: datetime) -> bool:
 def _send(run: Run) -> bool:
     db.session.expire(run)
     fresh = db.session.get(Run, run.id)
-    return fresh is not None and runs.dispatch(fresh)
+    return fresh is not None and dispatch(fresh)
 
 
 def queued_task_ids() -> set[str]:

@@ -1,28 +1,18 @@
-"""Security at the edge: response headers, the start rate limit, per-task limits.
+"""Security at the edge: who is asking, and the response headers.
 
+- `current_requester()`: the identity admission counts START_RATE_LIMIT against
+  (the client address); API, forms and Dash all pass it to `runs.start_run`.
 - Headers on every response: a Content-Security-Policy (strict for Flask pages;
   Dash pages get the hashes of Dash's inline scripts and `unsafe-eval`, which
   Plotly and AG Grid need), nosniff, frame denial, a referrer policy, and HSTS
   outside development.
-- START_RATE_LIMIT: run starts per client address over the API and the HTML form
-  together, counted in Redis so every web process shares the count. Only those
-  POSTs are counted; Dash polling and every GET pass untouched. When Redis is
-  down the count falls back to process memory: an accepted start is never refused
-  because the limiter's storage is away (the outbox takes the run).
-- 429 with the task's name when MAX_ACTIVE_RUNS_PER_TASK runs of it are active.
 """
 
 from __future__ import annotations
 
 from flask import Flask, Response, current_app, request
-from flask_limiter import Limiter
-from flask_limiter.util import get_remote_address
 
-from myapp.errors import error_response
-from myapp.runs import TooManyActiveRunsOfTask
-
-# The endpoints that start a run: the JSON API and the HTML form.
-START_ENDPOINTS = frozenset({"api.create_run", "views.create_run"})
+from myapp.runs import Requester
 
 # Flask pages and the API: only our own files, no inline script or style.
 _BASE_CSP = {
@@ -40,44 +30,13 @@ _BASE_CSP = {
 
 
 def security_init_app(app: Flask) -> None:
-    _limiter_init_app(app)
     app.extensions["security"] = {"dash_csp": None}
     app.after_request(_security_headers)
 
-    @app.errorhandler(TooManyActiveRunsOfTask)
-    def _too_many_of_task(exc: TooManyActiveRunsOfTask):
-        return error_response(429, "too_many_active_runs", str(exc))
 
-
-def _limiter_init_app(app: Flask) -> Limiter:
-    rate = str(app.config["START_RATE_LIMIT"]).strip()
-    enabled = rate.lower() not in ("off", "")
-    limiter = Limiter(
-        get_remote_address,
-        application_limits=[rate] if enabled else [],
-        # While Redis is away, count in this process instead of refusing starts.
-        in_memory_fallback=[rate] if enabled else [],
-        in_memory_fallback_enabled=enabled,
-        swallow_errors=True,
-        storage_uri=app.config["REDIS_URL"],
-        # A dead Redis must cost a start milliseconds, not a hung request.
-        storage_options={
-            "socket_connect_timeout": 1,
-            "socket_timeout": 1,
-            "key_prefix": "myapp:limits",
-        },
-        strategy="fixed-window",
-        headers_enabled=True,
-        enabled=enabled,
-    )
-
-    # A request filter exempts from every limit, the in-memory fallback included.
-    @limiter.request_filter
-    def _not_a_start() -> bool:
-        return request.method != "POST" or request.endpoint not in START_ENDPOINTS
-
-    limiter.init_app(app)
-    return limiter
+def current_requester() -> Requester:
+    """Who is asking for a start, as admission's rate limit counts them."""
+    return Requester(limit_key=f"addr:{request.remote_addr or 'unknown'}")
 
 
 def _security_headers(response: Response) -> Response:

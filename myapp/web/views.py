@@ -1,6 +1,7 @@
 """HTML pages: the task forms, the run history and one run's live page.
 
-Thin views over `myapp.runs`: the forms validate through the task definitions
+Thin views over `myapp.runs`: the forms start runs through admission and validate
+through the task definitions
 (strings accepted for numbers), so a bad value gets the same message as in the API.
 """
 
@@ -25,8 +26,16 @@ from flask import (
 from myapp import runs
 from myapp.extensions import csrf
 from myapp.models import SOURCES, STATES, Run
-from myapp.registry import Param, TaskDefinition, ValidationError
-from myapp.tasks import DEFINITIONS, TASK_NAMES, get_definition
+from myapp.tasks import (
+    DEFINITIONS,
+    TASK_NAMES,
+    Param,
+    TaskDefinition,
+    ValidationError,
+    get_definition,
+)
+from myapp.web.params import MAX_IDEMPOTENCY_KEY_LENGTH, RUNS_QUERY, parse_query
+from myapp.web.security import current_requester
 
 bp = Blueprint("views", __name__)
 
@@ -38,6 +47,8 @@ KEY_FIELD = "idempotency_key"
 FORM_FIELDS = (KEY_FIELD, "csrf_token")
 RECENT_RUNS = 10
 PAGE_SIZE = 25
+# The history page takes the API's filters and cursor; its page size is fixed.
+_PAGE_QUERY = tuple(p for p in RUNS_QUERY if p.name != "limit")
 
 
 @dataclass
@@ -155,12 +166,15 @@ def create_run(name: str):
     submitted = {k: v for k, v in request.form.items() if k not in FORM_FIELDS}
     key = request.form.get(KEY_FIELD) or None
     try:
-        if key is not None and len(key) > 200:
-            raise ValidationError({KEY_FIELD: "must be at most 200 characters"})
+        if key is not None and len(key) > MAX_IDEMPOTENCY_KEY_LENGTH:
+            raise ValidationError(
+                {KEY_FIELD: f"must be at most {MAX_IDEMPOTENCY_KEY_LENGTH} characters"}
+            )
         run, created = runs.start_run(
             definition.name,
             submitted,
             source="web",
+            requester=current_requester(),
             idempotency_key=key,
             from_text=True,
         )
@@ -175,8 +189,9 @@ def create_run(name: str):
 @bp.get("/runs")
 def list_runs():
     try:
-        filters = runs.parse_filter(request.args, TASK_NAMES)
-        cursor = request.args.get("cursor") or None
+        query = parse_query(request.args, _PAGE_QUERY)
+        filters = runs.RunFilter(query["task"], query["state"], query["source"])
+        cursor = query["cursor"]
         items, next_cursor = runs.list_runs(filters, limit=PAGE_SIZE, cursor=cursor)
     except ValidationError as exc:
         return render_template(
@@ -189,7 +204,7 @@ def list_runs():
             first_url=url_for(".list_runs"),
             paged=False,
         ), 400
-    query = {k: v for k, v in vars(filters).items() if v is not None}
+    query = filters.query_args()
     next_url = (
         url_for(".list_runs", cursor=next_cursor, **query) if next_cursor else None
     )
@@ -239,7 +254,7 @@ def _filter_options() -> dict[str, tuple[str, ...]]:
 
 
 def _run_or_404(run_id: str) -> Run:
-    run = runs.get_run(run_id) if len(run_id) <= 64 else None
+    run = runs.get_run(run_id)
     if run is None:
         abort(404, description=f"No run has id {run_id!r}.")
     return run
@@ -256,7 +271,7 @@ def _protect_forms() -> None:
 
 def views_init_app(app: Flask) -> None:
     """Register the pages and CSRF protection for their forms."""
-    from myapp import api
+    from myapp.web import api
 
     csrf.init_app(app)
     # The JSON API takes no cookie-based authentication, so a forged cross-site

@@ -1,4 +1,6 @@
-"""One Celery app per Flask app, every task running inside the Flask app context."""
+"""The Celery side of the app: one Celery app per Flask app (`FlaskTask` runs every
+task inside the Flask app context), each task definition registered as a thin edge
+over `runs.execute_run`, and the maintenance tasks beat sends."""
 
 from __future__ import annotations
 
@@ -10,10 +12,10 @@ from celery import Celery, Task
 from celery.signals import worker_process_init
 from flask import Flask, current_app
 
-from myapp import reliability, runs
+from myapp import runs
 from myapp.extensions import db
-from myapp.registry import TaskDefinition
-from myapp.tasks import DEFINITIONS
+from myapp.runs import reaper
+from myapp.tasks import DEFINITIONS, TaskDefinition
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +118,6 @@ def _register_maintenance(celery_app: Celery) -> None:
 
     @celery_app.task(name="myapp.reap_runs", **_MAINTENANCE)
     def reap_runs() -> dict[str, list[str]]:
-        """Send again or fail the runs whose worker is gone (myapp.reliability)."""
-        report = reliability.reap_runs()
+        """Send again or fail the runs whose worker is gone (myapp.runs.reaper)."""
+        report = reaper.reap_runs()
         return {"resent": report.resent, "failed": report.failed}

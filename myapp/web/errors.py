@@ -15,8 +15,8 @@ from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
-from myapp.registry import UnknownTask, ValidationError
-from myapp.runs import RunFinished, TooManyActiveRuns
+from myapp.runs import IdempotencyConflict, RunFinished, StartRefused
+from myapp.tasks import UnknownTask, ValidationError
 
 log = logging.getLogger(__name__)
 
@@ -88,11 +88,18 @@ def errors_init_app(app: Flask) -> None:
     def _unknown_task(exc: UnknownTask):
         return error_response(404, "unknown_task", f"no task is named {exc.args[0]!r}")
 
-    @app.errorhandler(TooManyActiveRuns)
-    def _too_many(exc: TooManyActiveRuns):
-        limit = app.config["MAX_ACTIVE_RUNS"]
+    @app.errorhandler(StartRefused)
+    def _refused(exc: StartRefused):
+        body, status = error_response(exc.status, exc.code, str(exc))
+        headers = {}
+        if exc.retry_after is not None:
+            headers["Retry-After"] = str(exc.retry_after)
+        return body, status, headers
+
+    @app.errorhandler(IdempotencyConflict)
+    def _key_reused(exc: IdempotencyConflict):
         return error_response(
-            429, "too_many_active_runs", f"{limit} runs are already active; try later"
+            422, "idempotency_key_reused", str(exc), {"Idempotency-Key": str(exc)}
         )
 
     @app.errorhandler(CSRFError)

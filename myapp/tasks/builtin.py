@@ -1,4 +1,5 @@
-"""The tasks, each defined once: name, description, typed parameters, function.
+"""The built-in tasks, each defined once: name, description, typed parameters,
+function.
 
 Task functions are plain: they take a RunContext and validated parameters and
 know nothing of Celery, Flask requests or Dash.
@@ -10,17 +11,14 @@ import math
 import random
 import time
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import delete
 
 from myapp.extensions import db, get_store
 from myapp.models import FINISHED_STATES, Run, utcnow
-from myapp.registry import Param, TaskDefinition, UnknownTask
 from myapp.store import CATEGORIES
-
-if TYPE_CHECKING:
-    from myapp.runs import RunContext
+from myapp.tasks.definition import Param, RunContext, TaskDefinition
 
 # Sleep at most this long between progress reports, so a long pause still
 # heartbeats and notices a cancel.
@@ -131,13 +129,3 @@ DEFINITIONS: tuple[TaskDefinition, ...] = (
         func=prune_runs,
     ),
 )
-
-_BY_NAME = {d.name: d for d in DEFINITIONS}
-TASK_NAMES: tuple[str, ...] = tuple(_BY_NAME)
-
-
-def get_definition(name: str) -> TaskDefinition:
-    try:
-        return _BY_NAME[name]
-    except KeyError:
-        raise UnknownTask(name) from None

@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from myapp.models import SOURCES, STATES
-from myapp.store import CATEGORIES, SORT_FIELDS
-from myapp.tasks import DEFINITIONS, TASK_NAMES
+from myapp.tasks import DEFINITIONS
+from myapp.web.params import DATA_QUERY, MAX_IDEMPOTENCY_KEY_LENGTH, RUNS_QUERY
 
 _NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
 
@@ -94,16 +94,6 @@ def _errors(*codes: int) -> dict[str, Any]:
     return {str(c): _json(ref, text[c]) for c in codes}
 
 
-def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "in": "query",
-        "required": False,
-        "schema": schema,
-        "description": description,
-    }
-
-
 def openapi_document() -> dict[str, Any]:
     run_ref = {"$ref": "#/components/schemas/Run"}
     location = {
@@ -151,28 +141,7 @@ def openapi_document() -> dict[str, Any]:
             "get": {
                 "operationId": "list_runs",
                 "summary": "Run history, newest first",
-                "parameters": [
-                    _query(
-                        "task",
-                        {"type": "string", "enum": list(TASK_NAMES)},
-                        "task name",
-                    ),
-                    _query("state", {"type": "string", "enum": list(STATES)}, "state"),
-                    _query(
-                        "source", {"type": "string", "enum": list(SOURCES)}, "source"
-                    ),
-                    _query(
-                        "limit",
-                        {
-                            "type": "integer",
-                            "minimum": 1,
-                            "maximum": 200,
-                            "default": 50,
-                        },
-                        "page size",
-                    ),
-                    _query("cursor", {"type": "string"}, "the `next` cursor of a page"),
-                ],
+                "parameters": [p.openapi() for p in RUNS_QUERY],
                 "responses": {
                     "200": _json(
                         {
@@ -193,50 +162,7 @@ def openapi_document() -> dict[str, Any]:
             "get": {
                 "operationId": "get_data",
                 "summary": "A page of the generated data set",
-                "parameters": [
-                    _query(
-                        "offset",
-                        {
-                            "type": "integer",
-                            "minimum": 0,
-                            "maximum": 10**9,
-                            "default": 0,
-                        },
-                        "rows to skip",
-                    ),
-                    _query(
-                        "limit",
-                        {
-                            "type": "integer",
-                            "minimum": 1,
-                            "maximum": 1000,
-                            "default": 100,
-                        },
-                        "page size",
-                    ),
-                    _query(
-                        "sort",
-                        {
-                            "type": "string",
-                            "enum": list(SORT_FIELDS),
-                            "default": "created_at",
-                        },
-                        "sort field",
-                    ),
-                    _query(
-                        "order",
-                        {"type": "string", "enum": ["asc", "desc"], "default": "desc"},
-                        "sort order",
-                    ),
-                    _query(
-                        "run_id", {"type": "string", "maxLength": 64}, "only this run"
-                    ),
-                    _query(
-                        "category",
-                        {"type": "string", "enum": list(CATEGORIES)},
-                        "only this category",
-                    ),
-                ],
+                "parameters": [p.openapi() for p in DATA_QUERY],
                 "responses": {
                     "200": _json(
                         {
@@ -301,8 +227,13 @@ def openapi_document() -> dict[str, Any]:
                         "name": "Idempotency-Key",
                         "in": "header",
                         "required": False,
-                        "schema": {"type": "string", "minLength": 1, "maxLength": 200},
-                        "description": "the same key again returns the first run",
+                        "schema": {
+                            "type": "string",
+                            "minLength": 1,
+                            "maxLength": MAX_IDEMPOTENCY_KEY_LENGTH,
+                        },
+                        "description": "the same key again returns the first run; "
+                        "reused for another task or other parameters: 422",
                     }
                 ],
                 "requestBody": {

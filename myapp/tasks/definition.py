@@ -1,4 +1,5 @@
-"""Task definitions: one place that says what a task is called, takes and does.
+"""What a task is: typed parameters with bounds, the definition, and what a task
+function receives (`RunContext`).
 
 The API, HTML forms, Dash, the CLI, beat and the worker all validate through
 `TaskDefinition.validate`, so a bad parameter gets the same message everywhere.
@@ -9,11 +10,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from flask import current_app
 
-PARAM_TYPES: dict[str, type] = {"integer": int, "number": float, "string": str}
+# progress(current, total, message): the task reports how far it is.
+ProgressHook = Callable[[int, int, str], None]
 
 
 class ValidationError(Exception):
@@ -26,6 +28,23 @@ class ValidationError(Exception):
 
 class UnknownTask(LookupError):
     """No task has that name."""
+
+
+class RunCancelled(Exception):
+    """Raised inside a task when its run was revoked: stop working."""
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What a task function gets besides its parameters: its run id and a progress
+    callback (which also raises RunCancelled once the run has been cancelled)."""
+
+    run_id: str
+    progress: ProgressHook
+
+    def cancelled(self) -> NoReturn:
+        """Stop the task: its run was cancelled."""
+        raise RunCancelled(self.run_id)
 
 
 @dataclass(frozen=True)
@@ -121,8 +140,8 @@ class Param:
 class TaskDefinition:
     """What a task is: its name (also the Celery task name), parameters and function.
 
-    `func(params, progress)` receives validated parameters and a progress callback
-    `progress(current, total, message)`, and returns a JSON-serialisable result.
+    `func(ctx, **params)` receives a RunContext and the validated parameters as
+    keywords, and returns a JSON-serialisable result.
     """
 
     name: str

@@ -1,0 +1,54 @@
+"""Runs: every execution of a task, whatever started it, is one row that is the
+status of record.
+
+- `admission`: the one way to start a run (validate, limit, record, send);
+- `dispatch`: sending a recorded run's message, and the outbox;
+- `execution`: the worker's side (claim, progress and heartbeat, finish);
+- `transitions`: conditional state changes shared by all of them, and cancel;
+- `reaper`: recovering runs whose worker or message was lost;
+- `queries`: reading the history.
+"""
+
+from __future__ import annotations
+
+from myapp.runs.admission import Requester, admission_init_app, start_run
+from myapp.runs.dispatch import SOURCE_HEADER, dispatch, dispatch_pending
+from myapp.runs.errors import (
+    IdempotencyConflict,
+    RateLimited,
+    RunBusy,
+    RunFailed,
+    RunFinished,
+    StartRefused,
+    TooManyActiveRuns,
+    TooManyActiveRunsOfTask,
+)
+from myapp.runs.execution import ProgressReporter, execute_run
+from myapp.runs.queries import RunFilter, get_run, list_runs
+from myapp.runs.transitions import cancel_run, fail_run, is_transient, mark_retry
+
+__all__ = [
+    "SOURCE_HEADER",
+    "IdempotencyConflict",
+    "ProgressReporter",
+    "RateLimited",
+    "Requester",
+    "RunBusy",
+    "RunFailed",
+    "RunFilter",
+    "RunFinished",
+    "StartRefused",
+    "TooManyActiveRuns",
+    "TooManyActiveRunsOfTask",
+    "admission_init_app",
+    "cancel_run",
+    "dispatch",
+    "dispatch_pending",
+    "execute_run",
+    "fail_run",
+    "get_run",
+    "is_transient",
+    "list_runs",
+    "mark_retry",
+    "start_run",
+]

@@ -1,0 +1,206 @@
+"""Admission: the one way every edge starts a run.
+
+API, HTML form, CLI, Dash (both modes) and re-runs all call `start_run`. It
+validates the parameters through the task's definition, honours an Idempotency-Key,
+applies every limit (START_RATE_LIMIT per requester, MAX_ACTIVE_RUNS,
+MAX_ACTIVE_RUNS_PER_TASK), commits the PENDING row and only then sends its message.
+A refusal is a `StartRefused` that carries its own message.
+
+Beat and other Celery clients send messages without a row; the worker adopts those
+(`execution`): they are the schedule and trusted code, not users to limit.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from flask import Flask, current_app
+from limits import RateLimitItem, parse
+from limits.storage import MemoryStorage, RedisStorage
+from limits.strategies import FixedWindowRateLimiter
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from myapp.extensions import db
+from myapp.models import ACTIVE_STATES, Run, utcnow
+from myapp.runs.dispatch import send, undispatched
+from myapp.runs.errors import (
+    IdempotencyConflict,
+    RateLimited,
+    TooManyActiveRuns,
+    TooManyActiveRunsOfTask,
+)
+from myapp.runs.transitions import log_transition
+from myapp.tasks import TaskDefinition, get_definition
+
+log = logging.getLogger("myapp.runs")
+
+
+@dataclass(frozen=True)
+class Requester:
+    """Who asks for a start. `limit_key` names the bucket START_RATE_LIMIT counts
+    (a client address today); None is not counted (an operator's shell)."""
+
+    limit_key: str | None = None
+
+
+def start_run(
+    task: str,
+    raw_params: Mapping[str, Any] | None,
+    *,
+    source: str,
+    requester: Requester | None = None,
+    idempotency_key: str | None = None,
+    from_text: bool = False,
+    send_message: bool = True,
+) -> tuple[Run, bool]:
+    """Admit a run: validate, limit, record it, then send its message.
+
+    Returns (run, created); with an Idempotency-Key already used for the same task
+    and parameters the first run comes back and `created` is False. Raises
+    UnknownTask, ValidationError, IdempotencyConflict or a StartRefused.
+
+    `send_message=False` hands the run to a Dash background job instead of a Celery
+    message: the row is marked dispatched, and if no job ever claims it the reaper
+    sends it as a message (REDISPATCH_SECONDS).
+    """
+    definition = get_definition(task)
+    params = definition.validate(raw_params, from_text=from_text)
+    if idempotency_key is not None:
+        existing = _by_idempotency_key(idempotency_key)
+        if existing is not None:
+            return _same_request(existing, definition, params), False
+    _limit_rate(requester or Requester())
+    _limit_active(definition)
+    run = _insert(definition, params, source, idempotency_key)
+    if run is None:  # the same key committed by a concurrent request
+        existing = _by_idempotency_key(idempotency_key or "")
+        assert existing is not None
+        return _same_request(existing, definition, params), False
+    if send_message and not send(run.id, definition.name, params, source):
+        undispatched(run.id)
+    return run, True
+
+
+def _same_request(
+    existing: Run, definition: TaskDefinition, params: dict[str, Any]
+) -> Run:
+    """A key names one request: reusing it for another one is a client bug."""
+    if existing.task != definition.name or existing.params != params:
+        raise IdempotencyConflict(existing.id)
+    return existing
+
+
+def _limit_active(definition: TaskDefinition) -> None:
+    config = current_app.config
+    row = db.session.execute(
+        select(func.count(), func.count().filter(Run.task == definition.name)).where(
+            Run.state.in_(ACTIVE_STATES)
+        )
+    ).one()
+    active, active_of_task = int(row[0]), int(row[1])
+    if active >= config["MAX_ACTIVE_RUNS"]:
+        raise TooManyActiveRuns(config["MAX_ACTIVE_RUNS"])
+    if active_of_task >= config["MAX_ACTIVE_RUNS_PER_TASK"]:
+        raise TooManyActiveRunsOfTask(
+            definition.name, config["MAX_ACTIVE_RUNS_PER_TASK"]
+        )
+
+
+def _insert(
+    definition: TaskDefinition,
+    params: dict[str, Any],
+    source: str,
+    idempotency_key: str | None,
+) -> Run | None:
+    """Commit the PENDING row; None if a concurrent request took the same key."""
+    now = utcnow()
+    run = Run(
+        id=str(uuid.uuid4()),
+        task=definition.name,
+        params=params,
+        source=source,
+        state="PENDING",
+        attempts=0,
+        idempotency_key=idempotency_key,
+        created_at=now,
+        # A run about to be sent is marked dispatched in the same commit, saving a
+        # second commit per start; a failed send clears the mark (the outbox sweeper
+        # then sends it), and a crash in between is resent by the reaper
+        # (REDISPATCH_SECONDS: dispatched, still PENDING, no message queued).
+        dispatched_at=now,
+    )
+    run_id = run.id
+    db.session.add(run)
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        if idempotency_key is None:
+            raise
+        return None
+    log_transition(run_id, definition.name, source, "PENDING", 0)
+    return run
+
+
+def _by_idempotency_key(key: str) -> Run | None:
+    return db.session.scalar(select(Run).where(Run.idempotency_key == key))
+
+
+# -- START_RATE_LIMIT -----------------------------------------------------------
+
+
+class StartLimiter:
+    """START_RATE_LIMIT, counted in Redis so every web process shares the count.
+
+    While Redis is away the count falls back to this process's memory: a start is
+    never refused because the limiter's storage is down (the outbox takes the run).
+    """
+
+    def __init__(self, rate: str, redis_url: str):
+        self.rate = rate
+        self.item: RateLimitItem | None = (
+            None if rate.strip().lower() in ("off", "") else parse(rate)
+        )
+        self._shared = FixedWindowRateLimiter(
+            RedisStorage(
+                redis_url,
+                key_prefix="myapp:limits",
+                # A dead Redis must cost a start milliseconds, not a hung request.
+                socket_connect_timeout=1,
+                socket_timeout=1,
+            )
+        )
+        self._local = FixedWindowRateLimiter(MemoryStorage())
+
+    def hit(self, key: str) -> None:
+        """Count one start of `key`, or raise RateLimited."""
+        if self.item is None:
+            return
+        try:
+            limiter = self._shared
+            allowed = limiter.hit(self.item, "start", key)
+        except (redis.RedisError, OSError) as exc:
+            log.warning("rate limit counted in memory: redis unreachable (%s)", exc)
+            limiter = self._local
+            allowed = limiter.hit(self.item, "start", key)
+        if not allowed:
+            reset = limiter.get_window_stats(self.item, "start", key).reset_time
+            raise RateLimited(self.rate, max(1, int(reset - time.time())))
+
+
+def _limit_rate(requester: Requester) -> None:
+    if requester.limit_key is not None:
+        current_app.extensions["start_limiter"].hit(requester.limit_key)
+
+
+def admission_init_app(app: Flask) -> None:
+    app.extensions["start_limiter"] = StartLimiter(
+        str(app.config["START_RATE_LIMIT"]), app.config["REDIS_URL"]
+    )

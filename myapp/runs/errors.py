@@ -1,0 +1,65 @@
+"""Why a run could not be started, cancelled or run. Each refusal carries the message
+a user sees; `myapp.web.errors` turns them into HTTP answers, Dash and the CLI show
+the same text."""
+
+from __future__ import annotations
+
+
+class StartRefused(Exception):
+    """A start was refused by a limit; `str(exc)` is the user's message."""
+
+    status = 429
+    code = "too_many_requests"
+    retry_after: int | None = None
+
+
+class TooManyActiveRuns(StartRefused):
+    """MAX_ACTIVE_RUNS runs are already PENDING, STARTED, PROGRESS or RETRY."""
+
+    code = "too_many_active_runs"
+
+    def __init__(self, limit: int):
+        super().__init__(f"{limit} runs are already active; try later")
+        self.limit = limit
+
+
+class TooManyActiveRunsOfTask(TooManyActiveRuns):
+    """MAX_ACTIVE_RUNS_PER_TASK runs of this task are already active."""
+
+    def __init__(self, task: str, limit: int):
+        StartRefused.__init__(
+            self, f"{limit} runs of {task} are already active; try later"
+        )
+        self.limit = limit
+        self.task = task
+
+
+class RateLimited(StartRefused):
+    """START_RATE_LIMIT starts of this requester in the current window."""
+
+    def __init__(self, limit: str, retry_after: int):
+        super().__init__(f"too many starts (limit {limit}); try again later")
+        self.retry_after = retry_after
+
+
+class IdempotencyConflict(Exception):
+    """An Idempotency-Key reused with another task or other parameters."""
+
+    def __init__(self, key_run_id: str):
+        super().__init__(
+            "this Idempotency-Key was already used for a different task or "
+            "different parameters"
+        )
+        self.run_id = key_run_id
+
+
+class RunFinished(Exception):
+    """The run has already ended; it cannot be cancelled."""
+
+
+class RunBusy(Exception):
+    """Another delivery of this run holds a live lease: try again after it."""
+
+
+class RunFailed(Exception):
+    """A task's run ended FAILURE for a reason the task states (not a bug)."""

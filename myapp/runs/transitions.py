@@ -1,0 +1,149 @@
+"""State changes of a run row, shared by the worker, cancel and the reaper.
+
+Every change is a conditional UPDATE … RETURNING: a duplicate message, a late
+progress report or a cancel racing a finish can never move a run backwards, and the
+one log line per transition is written from what the UPDATE returned.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+import redis
+from flask import current_app
+from sqlalchemy import update
+
+from myapp.extensions import db, get_store
+from myapp.models import ACTIVE_STATES, Run, utcnow
+from myapp.runs.errors import RunFinished
+
+log = logging.getLogger("myapp.runs")
+
+# The columns a transition's log line needs, read back by each UPDATE (RETURNING)
+# instead of a second query.
+LOGGED = (
+    Run.id,
+    Run.task,
+    Run.source,
+    Run.state,
+    Run.attempts,
+    Run.started_at,
+    Run.finished_at,
+)
+
+
+def finish_run(run_id: str, result: Any, progress: tuple[int, int, str] | None) -> bool:
+    """Active -> SUCCESS with its result (and the last progress report)."""
+    values: dict[str, Any] = {"state": "SUCCESS", "result": result}
+    if progress is not None:
+        values.update(
+            progress_current=progress[0],
+            progress_total=progress[1],
+            progress_message=progress[2][:200],
+        )
+    return end_run(run_id, values)
+
+
+def fail_run(run_id: str, error_type: str, message: str) -> bool:
+    """Active -> FAILURE with `{type, message}`; a finished run keeps its outcome."""
+    return end_run(
+        run_id,
+        {
+            "state": "FAILURE",
+            "error_type": error_type[:100],
+            "error_message": message[:2000],
+        },
+    )
+
+
+def mark_retry(run_id: str, reason: str) -> None:
+    """Active -> RETRY: a transient error, Celery sends the message again."""
+    db.session.rollback()
+    db.session.execute(
+        update(Run)
+        .where(Run.id == run_id, Run.state.in_(ACTIVE_STATES))
+        .values(state="RETRY", progress_message=reason[:200], heartbeat_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+
+
+def end_run(run_id: str, values: dict[str, Any]) -> bool:
+    """Move an active run to a final state; False if it had already ended."""
+    now = utcnow()
+    result = db.session.execute(
+        update(Run)
+        .where(Run.id == run_id, Run.state.in_(ACTIVE_STATES))
+        .values(finished_at=now, heartbeat_at=now, **values)
+        .returning(*LOGGED)
+        .execution_options(synchronize_session=False)
+    )
+    ended = result.first()
+    db.session.commit()
+    if ended is not None:
+        log_transition(*ended)
+    return ended is not None
+
+
+def cancel_run(run: Run) -> Run:
+    """Mark the run REVOKED and tell the workers; a running task stops at its next
+    progress report, a queued message is discarded when it arrives."""
+    if run.finished:
+        raise RunFinished(run.id)
+    try:
+        # First, so a commit racing this cancel is refused inside Redis.
+        get_store().cancel_run(run.id)
+    except Exception as exc:  # Redis away: the row and the progress check still stop it
+        log.warning("could not flag %s as cancelled in the data store: %s", run.id, exc)
+    if end_run(run.id, {"state": "REVOKED"}):
+        try:
+            current_app.extensions["celery"].control.revoke(run.id)
+        except Exception as exc:  # the row already says REVOKED; workers will obey it
+            log.warning("revoke broadcast for %s failed: %s", run.id, exc)
+    db.session.refresh(run)
+    if run.state != "REVOKED":
+        raise RunFinished(run.id)  # it finished first, with its own outcome
+    return run
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Errors worth a retry: Redis briefly away. Task bugs are not."""
+    return isinstance(exc, redis.ConnectionError | redis.TimeoutError)
+
+
+def log_transition(
+    run_id: str,
+    task: str,
+    source: str,
+    state: str,
+    attempts: int,
+    started_at: datetime | None = None,
+    finished_at: datetime | None = None,
+) -> None:
+    """One line per transition: what operators grep for."""
+    duration = None
+    if started_at is not None and finished_at is not None:
+        duration = round((finished_at - started_at).total_seconds(), 3)
+    log.info(
+        "run %s task=%s source=%s state=%s attempts=%s duration_s=%s",
+        run_id,
+        task,
+        source,
+        state,
+        attempts,
+        duration,
+    )
+
+
+def log_run(run: Run) -> None:
+    log_transition(
+        run.id,
+        run.task,
+        run.source,
+        run.state,
+        run.attempts,
+        run.started_at,
+        run.finished_at,
+    )

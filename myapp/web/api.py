@@ -1,0 +1,139 @@
+"""The JSON API: thin views over the run lifecycle and the data store."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import Blueprint, jsonify, request, url_for
+
+from myapp import runs
+from myapp.extensions import get_store
+from myapp.models import Run
+from myapp.tasks import DEFINITIONS, ValidationError
+from myapp.web.errors import ApiError
+from myapp.web.openapi import openapi_document
+from myapp.web.params import (
+    DATA_QUERY,
+    MAX_IDEMPOTENCY_KEY_LENGTH,
+    RUNS_QUERY,
+    parse_query,
+)
+from myapp.web.security import current_requester
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+
+
+@bp.get("/tasks")
+def list_tasks():
+    return jsonify([d.describe() for d in DEFINITIONS])
+
+
+@bp.post("/tasks/<name>/runs")
+def create_run(name: str):
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY_LENGTH:
+        message = f"must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} characters"
+        raise ApiError(
+            400,
+            "bad_header",
+            f"Idempotency-Key {message}",
+            {"Idempotency-Key": message},
+        )
+    run, _ = runs.start_run(
+        name,
+        _json_object(),
+        source="api",
+        requester=current_requester(),
+        idempotency_key=key,
+    )
+    return _accepted(run)
+
+
+@bp.get("/runs/<run_id>")
+def get_run(run_id: str):
+    return jsonify(_run_or_404(run_id).to_dict())
+
+
+@bp.delete("/runs/<run_id>")
+def cancel_run(run_id: str):
+    return _accepted(runs.cancel_run(_run_or_404(run_id)))
+
+
+@bp.get("/runs")
+def list_runs():
+    query = _query(RUNS_QUERY)
+    try:
+        filters = runs.RunFilter(query["task"], query["state"], query["source"])
+        items, cursor = runs.list_runs(
+            filters, limit=query["limit"], cursor=query["cursor"]
+        )
+    except ValidationError as exc:
+        raise ApiError(400, "bad_parameter", "invalid query", exc.fields) from None
+    next_url = None
+    if cursor is not None:
+        next_url = url_for(
+            ".list_runs", limit=query["limit"], cursor=cursor, **filters.query_args()
+        )
+    return jsonify({"items": [r.to_dict() for r in items], "next": next_url})
+
+
+@bp.get("/data")
+def get_data():
+    query = _query(DATA_QUERY)
+    store = get_store()
+    page = store.page(**query)
+    return jsonify({"total": page.total, "rows": page.rows, "version": store.version()})
+
+
+@bp.get("/openapi.json")
+def openapi():
+    return jsonify(openapi_document())
+
+
+def _accepted(run: Run):
+    """202 with the run and its status URL in Location."""
+    response = jsonify(run.to_dict())
+    response.status_code = 202
+    response.headers["Location"] = run.status_url
+    return response
+
+
+def _query(declared) -> dict[str, Any]:
+    try:
+        return parse_query(request.args, declared)
+    except ValidationError as exc:
+        raise ApiError(400, "bad_parameter", "invalid query", exc.fields) from None
+
+
+def _run_or_404(run_id: str) -> Run:
+    run = runs.get_run(run_id)
+    if run is None:
+        raise ApiError(404, "run_not_found", f"no run has id {run_id!r}")
+    return run
+
+
+def _json_object() -> dict[str, Any]:
+    """The request body as a JSON object; an empty body means "all defaults"."""
+    body = request.get_data(cache=True)  # raises 413 past MAX_CONTENT_LENGTH
+    if not body.strip():
+        return {}
+    if not request.is_json:
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            "send parameters as a JSON object with Content-Type: application/json",
+        )
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(
+            400, "malformed_json", f"the body is not valid JSON: {exc}"
+        ) from None
+    if not isinstance(payload, dict):
+        raise ApiError(
+            400,
+            "not_an_object",
+            'the body must be a JSON object of parameters, e.g. {"rows": 10}',
+        )
+    return payload
