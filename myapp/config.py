@@ -21,8 +21,12 @@ _ENV_INT = (
     "MAX_ATTEMPTS",
     "REDISPATCH_SECONDS",
     "REAPER_SLACK_SECONDS",
+    "METRICS_PORT",
 )
 _ENV_STR = ("REDIS_URL", "START_RATE_LIMIT", "APP_ENV", "DATA_PREFIX", "SECRET_KEY")
+_ENV_BOOL = ("METRICS_PUBLIC",)
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
 
 
 def default_config(instance_path: str) -> dict[str, Any]:
@@ -64,6 +68,11 @@ def default_config(instance_path: str) -> dict[str, Any]:
         "MAX_CONTENT_LENGTH": 64 * 1024,
         "DATA_PREFIX": "myapp:data",
         "JSON_SORT_KEYS": False,
+        # /metrics answers anonymous callers too (otherwise viewer tokens only).
+        "METRICS_PUBLIC": False,
+        # A worker serves its host's figures on this port (hosts without a web
+        # process); unset: none.
+        "METRICS_PORT": None,
     }
 
 
@@ -89,6 +98,14 @@ def from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
                 raise RuntimeError(
                     f"{name} must be an integer, got {environ[name]!r}"
                 ) from exc
+    for name in _ENV_BOOL:
+        value = environ.get(name, "").strip().lower()
+        if value in _TRUE:
+            found[name] = True
+        elif value in _FALSE:
+            found[name] = False
+        elif value:
+            raise RuntimeError(f"{name} must be 1 or 0, got {environ[name]!r}")
     if environ.get("DATABASE_URL"):
         found["SQLALCHEMY_DATABASE_URI"] = database_url(environ["DATABASE_URL"])
     return found
