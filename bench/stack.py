@@ -286,6 +286,8 @@ class Stack:
             DATABASE_URL=self.database_url,
             SECRET_KEY=self.secret_key,
             INSTANCE_PATH=str(self.dir / "instance"),
+            # The Procfile's default lies in the checkout; a bench counts apart.
+            PROMETHEUS_MULTIPROC_DIR=str(self.dir / "metrics"),
             PATH=str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", ""),
         )
         env.update(extra)

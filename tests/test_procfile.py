@@ -146,6 +146,12 @@ def celery_ping(env: dict[str, str], worker_name: str) -> bool:
     return result.returncode == 0 and "pong" in result.stdout
 
 
+def ready(worker: Process) -> bool:
+    """The worker has connected and consumes (its own log says so)."""
+    assert worker.popen.poll() is None, worker.output()
+    return " ready." in worker.output()
+
+
 def test_procfile_names_its_processes():
     assert set(procfile()) == {"release", "web", "worker", "maintenance", "beat"}
 
@@ -164,7 +170,7 @@ def test_release_migrates_and_web_serves(spawn, tmp_path, app):
         assert web.popen.poll() is None, web.output()
         try:
             return requests.get(url + "/healthz", timeout=2).status_code == 200
-        except requests.ConnectionError:
+        except requests.RequestException:  # not listening, or still booting
             return False
 
     wait_for(healthy, timeout=60, interval=0.2)
@@ -308,10 +314,10 @@ def test_reaper_runs_while_long_runs_hold_every_worker_slot(
     spawn, procfile_env, app, client
 ):
     name = f"busy-{uuid.uuid4().hex[:8]}@test"
-    spawn("worker", WORKER_NAME=name, WORKER_CONCURRENCY="2")
+    worker = spawn("worker", WORKER_NAME=name, WORKER_CONCURRENCY="2")
     maintenance = spawn("maintenance", MAINTENANCE_NAME=f"m-{name}")
-    wait_for(lambda: celery_ping(procfile_env, name), timeout=90, interval=0.5)
-    wait_for(lambda: celery_ping(procfile_env, f"m-{name}"), timeout=90, interval=0.5)
+    for process in (worker, maintenance):
+        wait_for(lambda p=process: ready(p), timeout=120, interval=0.5)
 
     long_runs = [
         client.post(
@@ -377,7 +383,7 @@ def test_metrics_count_runs_by_task_source_and_state_across_processes(
     url = f"http://127.0.0.1:{port}"
     web = spawn("web", PORT=str(port), METRICS_PUBLIC="1")
     name = f"metrics-{uuid.uuid4().hex[:8]}@test"
-    spawn("worker", WORKER_NAME=name, WORKER_CONCURRENCY="2")
+    worker = spawn("worker", WORKER_NAME=name, WORKER_CONCURRENCY="2")
 
     def healthy() -> bool:
         assert web.popen.poll() is None, web.output()
@@ -386,8 +392,8 @@ def test_metrics_count_runs_by_task_source_and_state_across_processes(
         except requests.RequestException:  # not listening, or still booting
             return False
 
-    wait_for(healthy, timeout=60, interval=0.2)
-    wait_for(lambda: celery_ping(procfile_env, name), timeout=90, interval=0.5)
+    wait_for(healthy, timeout=120, interval=0.2)
+    wait_for(lambda: ready(worker), timeout=120, interval=0.5)
 
     def start(task: str, params: dict) -> str:
         response = requests.post(
