@@ -138,9 +138,9 @@ def main() -> int:
     env.setdefault("SECRET_KEY", secrets.token_hex(32))
     env.setdefault("PORT", "8000")
     # Counters of the processes of an earlier start would be added to this one's.
-    metrics = Path(
-        env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(instance / "metrics"))
-    )
+    if not env.get("PROMETHEUS_MULTIPROC_DIR"):
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(instance / "metrics")
+    metrics = Path(env["PROMETHEUS_MULTIPROC_DIR"])
     shutil.rmtree(metrics, ignore_errors=True)
     metrics.mkdir(parents=True)
     embedded = None
