@@ -300,9 +300,11 @@ def test_two_beats_send_with_one_voice_and_the_second_takes_over(
     times = sorted(before + after)
     gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(times)]
     assert min(gaps) >= interval / 2, gaps
-    # ...and the broker holds exactly the messages the logs announce (no worker ran).
+    # ...and the broker holds no more messages than the logs announce (no worker
+    # ran). Beat logs a send, then publishes it: the SIGKILL may fall in between and
+    # lose that one send (beat sends at most once), never add one.
     celery_queue = queued_tasks(procfile_env["REDIS_URL"], "celery")
-    assert celery_queue.count("generate_data") == len(times)
+    assert len(times) - 1 <= celery_queue.count("generate_data") <= len(times)
     # The maintenance passes went to their own queue.
     assert "myapp.reap_runs" in queued_tasks(procfile_env["REDIS_URL"], "maintenance")
     assert "myapp.reap_runs" not in celery_queue
