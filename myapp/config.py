@@ -209,6 +209,28 @@ SETTINGS: tuple[Setting, ...] = (
         1,
         app=False,
     ),
+    Setting(
+        "WORKER_QUEUES",
+        str,
+        "celery",
+        "Queues this worker consumes, comma-separated.",
+        app=False,
+    ),
+    Setting(
+        "WORKER_NAME",
+        str,
+        "celery@%h",
+        "Worker node name; unique per worker on one host.",
+        app=False,
+    ),
+    Setting(
+        "WORKER_SHUTDOWN_SECONDS",
+        int,
+        20,
+        "On SIGTERM, how long running tasks may finish before they are requeued.",
+        minimum=0,
+        app=False,
+    ),
 )
 
 # Every variable above: what tests and benchmarks clear so a developer's shell
