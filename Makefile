@@ -14,7 +14,7 @@ export UV_PYTHON := $(PYTHON)
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: run test lint format bench install lock upgrade clean
+.PHONY: run test lint format bench install lock upgrade clean env-example
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -57,6 +57,10 @@ lock: | $(UV)
 upgrade: | $(UV)
 	$(UV) lock --upgrade
 	$(MAKE) test
+
+# .env.example is generated from the settings table in myapp/config.py.
+env-example: install
+	$(BIN)/python -c 'from myapp.config import env_example; print(env_example(), end="")' > .env.example
 
 clean:
 	rm -rf $(VENV) .tools instance .pytest_cache .ruff_cache

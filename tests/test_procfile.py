@@ -27,13 +27,13 @@ from pathlib import Path
 import pytest
 import redis
 import requests
-from conftest import free_port, wait_for, wait_for_state
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, inspect, select
 
 from myapp import beat as beat_module
 from myapp.extensions import db
 from myapp.models import Run, utcnow
+from myapp.testing import free_port, wait_for, wait_for_state
 
 ROOT = Path(__file__).resolve().parents[1]
 # Heroku, Render and Kubernetes send SIGKILL 30 s after SIGTERM.
