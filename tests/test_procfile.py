@@ -187,6 +187,9 @@ def test_release_migrates_and_web_serves(spawn, tmp_path, app):
     assert '"POST /api/tasks/summarize_data/runs HTTP/1.1" 202' in output
 
 
+# Three process starts (worker, beat, a second worker): on a busy 2-core machine
+# each can take 40 s, more than the suite's default budget per test.
+@pytest.mark.timeout(300)
 def test_worker_answers_ping_runs_beat_and_shuts_down_without_losing_a_run(
     spawn, procfile_env, app, client
 ):
@@ -387,7 +390,13 @@ def test_metrics_count_runs_by_task_source_and_state_across_processes(
     url = f"http://127.0.0.1:{port}"
     web = spawn("web", PORT=str(port), METRICS_PUBLIC="1")
     name = f"metrics-{uuid.uuid4().hex[:8]}@test"
-    worker = spawn("worker", WORKER_NAME=name, WORKER_CONCURRENCY="2")
+    worker_port = free_port()
+    worker = spawn(
+        "worker",
+        WORKER_NAME=name,
+        WORKER_CONCURRENCY="2",
+        METRICS_PORT=str(worker_port),
+    )
 
     def healthy() -> bool:
         assert web.popen.poll() is None, web.output()
@@ -459,3 +468,11 @@ def test_metrics_count_runs_by_task_source_and_state_across_processes(
     assert ("myapp_queue_messages", frozenset({("queue", "maintenance")})) in figures
     assert value("myapp_scrape_source_up", source="database") == 1
     assert value("myapp_scrape_source_up", source="redis") == 1
+
+    # A worker with METRICS_PORT serves its host's counters itself (for hosts
+    # without a web process): the same run figures, no state read at scrape time.
+    served = scrape(f"http://127.0.0.1:{worker_port}")
+    for key, count in figures.items():
+        if key[0] == runs:
+            assert served[key] == count
+    assert not [k for k in served if k[0] == "myapp_queue_messages"]
