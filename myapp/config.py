@@ -22,7 +22,14 @@ _ENV_INT = (
     "REDISPATCH_SECONDS",
     "REAPER_SLACK_SECONDS",
 )
-_ENV_STR = ("REDIS_URL", "START_RATE_LIMIT", "APP_ENV", "DATA_PREFIX", "SECRET_KEY")
+_ENV_STR = (
+    "REDIS_URL",
+    "START_RATE_LIMIT",
+    "APP_ENV",
+    "DATA_PREFIX",
+    "SECRET_KEY",
+    "ALLOWED_HOSTS",
+)
 
 
 def default_config(instance_path: str) -> dict[str, Any]:
@@ -30,6 +37,9 @@ def default_config(instance_path: str) -> dict[str, Any]:
     return {
         "APP_ENV": "development",
         "SECRET_KEY": None,
+        # Host names the site answers to (comma-separated, ".example.com" for every
+        # subdomain); Flask refuses others. Any host in development when unset.
+        "ALLOWED_HOSTS": None,
         "REDIS_URL": "redis://127.0.0.1:6379/0",
         "SQLALCHEMY_DATABASE_URI": "sqlite:///"
         + str(Path(instance_path) / "myapp.sqlite"),
@@ -94,6 +104,15 @@ def from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
     return found
 
 
+def allowed_hosts(value: str | list[str] | tuple[str, ...] | None) -> list[str]:
+    """ALLOWED_HOSTS as a list: from the environment's comma-separated text, or
+    as given (tests)."""
+    if not value:
+        return []
+    names = value.split(",") if isinstance(value, str) else value
+    return [name.strip() for name in names if name.strip()]
+
+
 def engine_options(uri: str) -> dict[str, Any]:
     """Engine settings per backend: SQLite needs patience with concurrent writers."""
     if uri.startswith("sqlite"):
@@ -110,6 +129,15 @@ def finalize(config: dict[str, Any]) -> None:
             "set it to a long "
             "random string shared by every web process."
         )
+    config["ALLOWED_HOSTS"] = allowed_hosts(config.get("ALLOWED_HOSTS"))
+    if config["APP_ENV"] != "development" and not config["ALLOWED_HOSTS"]:
+        raise RuntimeError(
+            "ALLOWED_HOSTS is required when APP_ENV is not 'development': set it to "
+            "the comma-separated host names the site is served under "
+            "(e.g. 'app.example.com')."
+        )
+    # Flask checks every request's Host against this list (None: any host).
+    config["TRUSTED_HOSTS"] = config["ALLOWED_HOSTS"] or None
     if not config.get("SECRET_KEY"):
         # Development only: a random key per start. `make run` sets one for all
         # processes so sessions and Dash's signed job handles agree between them.

@@ -33,6 +33,7 @@ ENV_TO_CLEAR = (
     "DATABASE_URL",
     "SECRET_KEY",
     "APP_ENV",
+    "ALLOWED_HOSTS",
     "INSTANCE_PATH",
     "MAX_ROWS_PER_RUN",
     "MAX_ACTIVE_RUNS",

@@ -94,6 +94,7 @@ def procfile_env(redis_server, database_url, tmp_path) -> dict[str, str]:
         "PYTHONPATH": str(ROOT),
         "APP_ENV": "production",
         "SECRET_KEY": "procfile-test-secret",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "REDIS_URL": redis_server.url,
         "DATABASE_URL": database_url,
         "INSTANCE_PATH": str(tmp_path / "instance"),
