@@ -155,7 +155,7 @@ def test_release_migrates_and_web_serves(spawn, tmp_path, app):
         assert web.popen.poll() is None, web.output()
         try:
             return requests.get(url + "/healthz", timeout=2).status_code == 200
-        except requests.ConnectionError:
+        except requests.RequestException:  # not listening yet, or still booting
             return False
 
     wait_for(healthy, timeout=60, interval=0.2)
