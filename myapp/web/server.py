@@ -351,11 +351,13 @@ class BufferingWorker(ThreadWorker):
         conn.parser.unreader.unread(bytes(reading.buffer.data))
         # gthread's thread would otherwise wait for bytes that are already here.
         conn.data_ready = True
-        # Kernel timeouts outlive the thread's setblocking(True): the thread never
-        # waits longer than read_timeout on this client, reading or writing.
-        timeval = struct.pack("ll", max(1, int(self.read_timeout)), 0)
-        for option in (socket.SO_RCVTIMEO, socket.SO_SNDTIMEO):
-            conn.sock.setsockopt(socket.SOL_SOCKET, option, timeval)
+        if not getattr(conn, "timeouts_set", False):
+            # Kernel timeouts outlive the thread's setblocking(True): the thread
+            # never waits longer than read_timeout on this client, either way.
+            timeval = struct.pack("ll", max(1, int(self.read_timeout)), 0)
+            for option in (socket.SO_RCVTIMEO, socket.SO_SNDTIMEO):
+                conn.sock.setsockopt(socket.SOL_SOCKET, option, timeval)
+            conn.timeouts_set = True
         super().enqueue_req(conn)
 
     def _refuse(self, reading: _Reading, key: str) -> None:
