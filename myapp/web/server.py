@@ -20,9 +20,12 @@ is that proxy inside gunicorn, so `make run` and every platform get it:
   These refusals use the app's JSON error shape and write one log line each.
 - Whatever the buffer cannot judge (bad framing, a bare LF, two Content-Lengths) goes
   to a thread at once, where gunicorn's strict parser refuses it with its own 400.
-- A thread never waits on a client for longer than `read_timeout`: the socket gets
-  kernel send and receive timeouts, so a client that stops reading its response is
-  dropped too (one log line).
+- A thread never waits longer than `read_timeout` for a client to make progress:
+  the socket gets kernel send and receive timeouts, so a client that stops reading
+  its response is dropped (one log line). Responses are not buffered: a client that
+  keeps reading, however slowly, keeps its thread until its response is out.
+- A connection the app is done with is half-closed and drained here, in the loop,
+  not by gthread, whose close waits up to 2 s on the client with the loop stopped.
 
 A slow client costs a file descriptor and at most HEAD_LIMIT plus its body limit
 (chunked framing counted up to CHUNKED_OVERHEAD times the limit) of memory, never a
