@@ -15,7 +15,7 @@ threads = int(os.environ.get("WEB_THREADS", "4"))
 # each head and body first, so slow clients cannot hold the threads. A request not
 # whole this many seconds after its connection opened gets 408 (myapp/web/server.py).
 worker_class = BufferingWorker.with_read_timeout(
-    float(os.environ.get("WEB_READ_TIMEOUT", "20"))
+    int(os.environ.get("WEB_READ_TIMEOUT", "20"))
 )
 # Requests never wait on a task: anything slower than this is a bug worth a restart.
 timeout = int(os.environ.get("WEB_TIMEOUT", "30"))

@@ -13,16 +13,14 @@ The framing rules of the worker's request buffer are checked first, without sock
 from __future__ import annotations
 
 import json
-import os
 import socket
 from collections.abc import Iterator
 from contextlib import closing
 
 import pytest
 import requests
-from conftest import free_port, wait_for
-from test_procfile import Process
 
+from myapp.testing import Web, clean_environ, wait_for
 from myapp.web.server import HEAD_LIMIT, RequestBuffer, Verdict
 
 LIMIT = 64 * 1024  # MAX_CONTENT_LENGTH, the shipped default
@@ -109,30 +107,21 @@ def test_a_partial_request_stays_incomplete():
 # -- through gunicorn ---------------------------------------------------------------
 
 
-class Web:
-    """The Procfile's web process on a free port."""
+def connect(web: Web, **options: int) -> socket.socket:
+    """A client socket to `web`; `options` are SO_* socket options (SO_RCVBUF=...)."""
+    sock = socket.socket()
+    for option, value in options.items():
+        sock.setsockopt(socket.SOL_SOCKET, getattr(socket, option), value)
+    sock.connect(("127.0.0.1", web.port))
+    sock.settimeout(30)
+    return sock
 
-    def __init__(self, process: Process, port: int):
-        self.process = process
-        self.port = port
-        self.url = f"http://127.0.0.1:{port}"
 
-    def connect(self, **options: int) -> socket.socket:
-        sock = socket.socket()
-        for option, value in options.items():
-            sock.setsockopt(socket.SOL_SOCKET, getattr(socket, option), value)
-        sock.connect(("127.0.0.1", self.port))
-        sock.settimeout(30)
-        return sock
-
-    def exchange(self, data: bytes) -> bytes:
-        """Send `data`, return everything the server sends until it closes."""
-        with closing(self.connect()) as sock:
-            sock.sendall(data)
-            return read_until_closed(sock)
-
-    def log(self) -> str:
-        return self.process.output()
+def exchange(web: Web, data: bytes) -> bytes:
+    """Send `data`, return everything the server sends until it closes."""
+    with closing(connect(web)) as sock:
+        sock.sendall(data)
+        return read_until_closed(sock)
 
 
 def read_until_closed(sock: socket.socket) -> bytes:
@@ -151,65 +140,39 @@ def status_and_json(response: bytes) -> tuple[int, dict]:
 def web_env(redis_server, database_url, tmp_path_factory) -> dict[str, str]:
     """Production settings on the test's Redis and database, the shipped gunicorn
     sizes (2 processes x 4 threads) and no start limit."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = {
-        **os.environ,
-        "PYTHONPATH": root,
-        "APP_ENV": "production",
-        "SECRET_KEY": "slow-clients-test-secret",
-        "ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "REDIS_URL": redis_server.url,
-        "DATABASE_URL": database_url,
-        "INSTANCE_PATH": str(tmp_path_factory.mktemp("instance")),
-        "START_RATE_LIMIT": "off",
-    }
-    for name in ("WEB_CONCURRENCY", "WEB_THREADS", "WEB_READ_TIMEOUT"):
-        env.pop(name, None)
-    return env
-
-
-def start_web(env: dict[str, str], log_dir, **settings: str) -> Web:
-    port = free_port()
-    env = {**env, "PORT": str(port), **settings}
-    process = Process("web", env, log_dir / "web.log")
-    web = Web(process, port)
-
-    def healthy() -> bool:
-        assert process.popen.poll() is None, process.output()
-        try:
-            return requests.get(web.url + "/healthz", timeout=5).ok
-        except requests.RequestException:  # not listening, or still booting
-            return False
-
-    wait_for(healthy, timeout=90, interval=0.3)
-    return web
+    return clean_environ(
+        APP_ENV="production",
+        SECRET_KEY="slow-clients-test-secret",
+        ALLOWED_HOSTS="127.0.0.1,localhost",
+        REDIS_URL=redis_server.url,
+        DATABASE_URL=database_url,
+        INSTANCE_PATH=str(tmp_path_factory.mktemp("instance")),
+        START_RATE_LIMIT="off",
+    )
 
 
 @pytest.fixture(scope="module")
 def web(web_env, tmp_path_factory) -> Iterator[Web]:
     """The web process exactly as shipped (the 20 s read timeout included)."""
-    server = start_web(web_env, tmp_path_factory.mktemp("web"))
+    server = Web("web", web_env, tmp_path_factory.mktemp("web") / "web.log")
     yield server
-    server.process.kill()
+    server.stop()
 
 
 @pytest.fixture(scope="module")
 def impatient_web(web_env, tmp_path_factory) -> Iterator[Web]:
     """One process of 4 threads with a 2 s read timeout: lateness shows quickly."""
-    server = start_web(
-        web_env,
-        tmp_path_factory.mktemp("impatient-web"),
-        WEB_CONCURRENCY="1",
-        WEB_READ_TIMEOUT="2",
-    )
+    env = {**web_env, "WEB_CONCURRENCY": "1", "WEB_READ_TIMEOUT": "2"}
+    log = tmp_path_factory.mktemp("impatient-web") / "web.log"
+    server = Web("impatient-web", env, log)
     yield server
-    server.process.kill()
+    server.stop()
 
 
 def test_ten_slow_bodies_do_not_stop_the_site(web):
     slow = []
     for _ in range(10):
-        sock = web.connect()
+        sock = connect(web)
         sock.sendall(START + JSON + b"Content-Length: 1000\r\n\r\n{")
         slow.append(sock)
     try:
@@ -232,35 +195,37 @@ def test_ten_slow_bodies_do_not_stop_the_site(web):
 
 def test_a_chunked_body_past_the_limit_gets_413(web):
     body = b'{"category": null' + b" " * (80 * 1024) + b"}"
-    response = web.exchange(
-        START + JSON + b"Transfer-Encoding: chunked\r\n\r\n" + chunked(body)
+    response = exchange(
+        web, START + JSON + b"Transfer-Encoding: chunked\r\n\r\n" + chunked(body)
     )
     status, error = status_and_json(response)
     assert status == 413
     assert error["error"]["code"] == "request_entity_too_large"
     assert error["error"]["message"] == f"the request body is larger than {LIMIT} bytes"
     # The same body with a Content-Length: the same answer.
-    response = web.exchange(START + JSON + b"Content-Length: %d\r\n\r\n" % len(body))
+    response = exchange(web, START + JSON + b"Content-Length: %d\r\n\r\n" % len(body))
     assert status_and_json(response)[0] == 413
 
 
 def test_a_chunked_body_within_the_limit_starts_a_run(web):
     body = b'{"category": null' + b" " * (60 * 1024) + b"}"
-    response = web.exchange(
+    response = exchange(
+        web,
         START
         + JSON
         + b"Connection: close\r\nTransfer-Encoding: chunked\r\n\r\n"
-        + chunked(body, 1000)
+        + chunked(body, 1000),
     )
     status, run = status_and_json(response)
     assert status == 202 and run["task"] == "summarize_data"
 
 
 def test_a_head_past_the_limit_gets_431(web):
-    response = web.exchange(
+    response = exchange(
+        web,
         b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: "
         + b"a" * HEAD_LIMIT
-        + b"\r\n\r\n"
+        + b"\r\n\r\n",
     )
     status, error = status_and_json(response)
     assert status == 431
@@ -270,7 +235,7 @@ def test_a_head_past_the_limit_gets_431(web):
 def test_kept_alive_and_pipelined_requests_are_all_answered(web):
     twice = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
     last = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    assert web.exchange(twice * 2 + last).count(b"HTTP/1.1 200 OK") == 3
+    assert exchange(web, twice * 2 + last).count(b"HTTP/1.1 200 OK") == 3
     with requests.Session() as session:
         for _ in range(3):
             assert session.get(web.url + "/healthz", timeout=10).status_code == 200
@@ -281,7 +246,7 @@ def test_kept_alive_and_pipelined_requests_are_all_answered(web):
 
 
 def test_expect_100_continue_is_answered_before_the_body(web):
-    with closing(web.connect()) as sock:
+    with closing(connect(web)) as sock:
         sock.sendall(
             START
             + JSON
@@ -296,7 +261,7 @@ def test_a_request_that_never_ends_gets_408_and_one_log_line(impatient_web):
     web = impatient_web
     refusal = "refused a request from 127.0.0.1 with 408"
     before = web.log().count(refusal)
-    with closing(web.connect()) as sock:
+    with closing(connect(web)) as sock:
         sock.sendall(START + JSON + b"Content-Length: 1000\r\n\r\n{")
         status, error = status_and_json(read_until_closed(sock))
     assert status == 408
@@ -308,12 +273,12 @@ def test_a_request_that_never_ends_gets_408_and_one_log_line(impatient_web):
         }
     }
     # A head trickled a byte at a time never becomes whole either.
-    with closing(web.connect()) as sock:
+    with closing(connect(web)) as sock:
         for byte in b"GET /healthz HTTP/1.1\r\n":
             sock.send(bytes([byte]))
         assert read_until_closed(sock).startswith(b"HTTP/1.1 408 ")
     # A connection that says nothing is closed without a word.
-    with closing(web.connect()) as sock:
+    with closing(connect(web)) as sock:
         assert read_until_closed(sock) == b""
     assert web.log().count(refusal) - before == 2
     assert "Traceback" not in web.log()
@@ -330,7 +295,7 @@ def test_a_client_that_stops_reading_loses_its_connection_not_a_thread(
     request = bundle + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
     stalled = []
     for _ in range(4):  # as many as the process has threads
-        sock = web.connect(SO_RCVBUF=4096)
+        sock = connect(web, SO_RCVBUF=4096)
         sock.sendall(request * 3)
         stalled.append(sock)
     try:
