@@ -126,13 +126,13 @@ def errors_init_app(app: Flask) -> None:
 
     @app.errorhandler(RequestEntityTooLarge)
     def _too_large(exc: RequestEntityTooLarge):
-        # The same words as the web worker's 413 for a body it never let through.
         limit = app.config["MAX_CONTENT_LENGTH"]
-        return error_response(
-            413,
-            "request_entity_too_large",
-            f"the request body is larger than {limit} bytes",
-        )
+        if limit is not None and (request.content_length or 0) > limit:
+            # The web worker's words for a body it never let through.
+            message = f"the request body is larger than {limit} bytes"
+        else:  # Werkzeug's form limits: too many parts, or a part too long
+            message = "the form has too many fields, or a field that is too long"
+        return error_response(413, "request_entity_too_large", message)
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):
