@@ -230,6 +230,46 @@ def test_page_fits_a_phone(app, live, dash_duo):
     assert bar.tag_name == "progress" and bar.size["width"] > 0.8 * viewport - 60
 
 
+def test_flask_and_dash_pages_share_one_navigation_bar(app, live, dash_duo):
+    """The same links, in the same order, drawn by the same stylesheet."""
+    seen = {}
+    for path in ("/", "/runs", "/dash/", "/dash/history"):
+        dash_duo.driver.get(live + path)
+        dash_duo.wait_for_element("header.site nav a")
+        if path.startswith("/dash/"):
+            dash_duo.wait_for_element(f"#{ids.PAGE} h1")
+        seen[path] = dash_duo.driver.execute_script(
+            """
+            const header = document.querySelector('header.site');
+            const nav = [...header.querySelectorAll('nav a')];
+            return {
+                links: nav.map((a) => [a.textContent.trim(), a.getAttribute('href')]),
+                current: nav.filter((a) => a.getAttribute('aria-current') === 'page')
+                    .map((a) => a.getAttribute('href')),
+                background: getComputedStyle(header).backgroundColor,
+                font: getComputedStyle(document.body).fontFamily,
+                footer: !!document.querySelector('footer.site'),
+            };
+            """
+        )
+    links = [
+        ["myapp", "/"],
+        ["Tasks", "/"],
+        ["Runs", "/runs"],
+        ["Dash", "/dash/"],
+        ["Dash history", "/dash/history"],
+        ["API", "/api/openapi.json"],
+    ]
+    for path, page in seen.items():
+        assert page["links"] == links, path
+        assert page["current"] == [path], path  # the page's own link is marked
+        assert page["footer"], path
+        assert (page["background"], page["font"]) == (
+            seen["/"]["background"],
+            seen["/"]["font"],
+        ), path
+
+
 # -- a prefork worker process built from wsgi.py, like production ---------------------
 
 

@@ -16,22 +16,20 @@ from flask import Flask
 from myapp.dashboard import layout
 from myapp.dashboard.callbacks import register_callbacks
 from myapp.dashboard.manager import AppCeleryManager, declaring
+from myapp.dashboard.site import SiteDash
 
 
 def init_dash(app: Flask) -> dash.Dash:
     """Mount the Dash pages at /dash/ on `app`; keep the Dash app in app.extensions."""
     manager = AppCeleryManager(app, app.extensions["celery"])
-    dash_app = dash.Dash(
+    dash_app = SiteDash(
         __name__,
         server=app,
         url_base_pathname="/dash/",
-        title="myapp · Dash",
+        title="Dash",
         background_callback_manager=manager,
         # Pages are routed by dcc.Location, so their ids are not in the shell.
         suppress_callback_exceptions=True,
-        meta_tags=[
-            {"name": "viewport", "content": "width=device-width, initial-scale=1"}
-        ],
     )
     dash_app.layout = layout.shell()
     dash_app.validation_layout = html.Div(
@@ -43,7 +41,8 @@ def init_dash(app: Flask) -> dash.Dash:
     task_revoked.connect(manager.on_task_revoked)
     # Dash sets itself up on its first request without a lock: on a threaded server
     # (gunicorn --threads) concurrent first requests see half-registered resources
-    # and answer 500 for the JS bundles. Set it up now, before any request.
+    # and answer 500 for the JS bundles. Set it up now, before any request; Dash
+    # has no public call for it, hence the private `_setup_server`.
     with app.test_request_context(dash_app.config.url_base_pathname):
         dash_app._setup_server()
     app.extensions["dash"] = dash_app
