@@ -138,6 +138,32 @@ def test_run_moves_progress_then_succeeds_and_grid_grows(app, live, dash_duo, mo
         assert get_store().run_span(run.id) == (1, 6)
 
 
+def job_polls(dash_duo: Browser) -> list[float]:
+    """Start times (ms) of the page's polls of a background job since the last
+    `performance.clearResourceTimings()`."""
+    return dash_duo.driver.execute_script(
+        """
+        return performance.getEntriesByType('resource')
+            .filter((e) => /_dash-update-component\\?(.*&)?job=/.test(e.name))
+            .map((e) => e.startTime);
+        """
+    )
+
+
+def test_background_polls_back_off_as_the_run_ages(app, live, dash_duo):
+    open_main(dash_duo, live)
+    dash_duo.driver.execute_script(
+        "performance.setResourceTimingBufferSize(5000); "
+        "performance.clearResourceTimings();"
+    )
+    fill_and_run(dash_duo, "5", "10", "background")
+    assert "appended 5 rows" in wait_status(dash_duo, "SUCCESS")
+    polls = job_polls(dash_duo)
+    # Every 100 ms for ten seconds would be about 80 polls (less the answers' own
+    # time); backing off to a tenth of the job's age, capped at 1 s, about 35.
+    assert 5 < len(polls) < 50
+
+
 def test_queued_cancel_ends_revoked_and_history_says_so(app, live, dash_duo):
     open_main(dash_duo, live)
     fill_and_run(dash_duo, "5", "30", "queued")

@@ -8,12 +8,14 @@ on the app's own Celery app, and binds every callback to that Dash app, so
 
 from __future__ import annotations
 
+import json
+
 import dash
 from celery.signals import task_revoked
 from dash import html
 from flask import Flask
 
-from myapp.dashboard import layout
+from myapp.dashboard import layout, polling
 from myapp.dashboard.callbacks import register_callbacks
 from myapp.dashboard.manager import AppCeleryManager, declaring
 from myapp.dashboard.site import SiteDash
@@ -30,6 +32,10 @@ def init_dash(app: Flask) -> dash.Dash:
         background_callback_manager=manager,
         # Pages are routed by dcc.Location, so their ids are not in the shell.
         suppress_callback_exceptions=True,
+        # How assets/run_poll.js spaces the polls of a background job.
+        meta_tags=[
+            {"name": "myapp-run-poll", "content": json.dumps(polling.browser_policy())}
+        ],
     )
     dash_app.layout = layout.shell()
     dash_app.validation_layout = html.Div(

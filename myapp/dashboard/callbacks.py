@@ -150,6 +150,8 @@ def _register_run(dash_app: dash.Dash, manager: AppCeleryManager) -> None:
         Input(ids.BG_REQUEST, "data"),
         background=True,
         manager=manager,
+        # The fast interval a young job gets; assets/run_poll.js holds the polls of
+        # older jobs back (Dash cannot change the interval per job).
         interval=polling.RUN_POLL_MS,
         running=[
             (Output(ids.RUN_BUTTON, "disabled"), True, False),
