@@ -16,7 +16,8 @@ from dash import html
 from flask import Flask
 
 from myapp.dashboard import layout, polling
-from myapp.dashboard.callbacks import register_callbacks
+from myapp.dashboard.callbacks import JOB_INPUTS, register_callbacks
+from myapp.dashboard.guard import guard_init_app
 from myapp.dashboard.manager import AppCeleryManager, declaring
 from myapp.dashboard.site import SiteDash
 
@@ -51,5 +52,7 @@ def init_dash(app: Flask) -> dash.Dash:
     # has no public call for it, hence the private `_setup_server`.
     with app.test_request_context(dash_app.config.url_base_pathname):
         dash_app._setup_server()
+    # After setup: Dash adds its own cancel callback there.
+    guard_init_app(app, dash_app, job_inputs=JOB_INPUTS)
     app.extensions["dash"] = dash_app
     return dash_app

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -21,6 +22,7 @@ from myapp import runs
 from myapp.dashboard import core, ids, layout, polling
 from myapp.dashboard.manager import AppCeleryManager
 from myapp.extensions import db
+from myapp.tasks import ValidationError
 
 
 def register_callbacks(dash_app: dash.Dash, manager: AppCeleryManager) -> None:
@@ -32,10 +34,50 @@ def register_callbacks(dash_app: dash.Dash, manager: AppCeleryManager) -> None:
 
 def _register_router(dash_app: dash.Dash) -> None:
     @dash_app.callback(Output(ids.PAGE, "children"), Input(ids.URL, "pathname"))
-    def route(pathname: str | None):
-        if (pathname or "").rstrip("/").endswith("/history"):
+    def route(pathname: Any):
+        if _text(pathname).rstrip("/").endswith("/history"):
             return layout.history_page()
         return layout.main_page()
+
+
+# Every callback below can be sent any JSON for any of its inputs (the endpoint is
+# public): each value is checked for its type before use, and a value of the wrong
+# type counts as absent.
+
+
+_RUN_ID = re.compile(r"[0-9A-Za-z-]{1,64}")
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _run_id(value: Any) -> str | None:
+    """A run id as this app issues them, or None for anything else."""
+    if isinstance(value, str) and _RUN_ID.fullmatch(value):
+        return value
+    return None
+
+
+def _queued_run_id(queued: Any) -> str | None:
+    """The run id in QUEUED_RUN's `{"id": …}`, or None for anything else."""
+    return _run_id(queued.get("id")) if isinstance(queued, dict) else None
+
+
+def background_run_id(request: Any) -> str | None:
+    """The run id in BG_REQUEST's `{"run_id": …, "click": …}`, or None if the
+    value is not such a request."""
+    if not isinstance(request, dict) or not request.keys() <= {"run_id", "click"}:
+        return None
+    return _run_id(request.get("run_id"))
+
+
+# What the background callback's input must be for Dash to start its job.
+JOB_INPUTS = {(ids.BG_REQUEST, "data"): lambda v: background_run_id(v) is not None}
+
+
+def _clicks(n_clicks: Any) -> int | None:
+    return n_clicks if type(n_clicks) is int else None
 
 
 def _dup(component: str, prop: str) -> Output:
@@ -140,7 +182,7 @@ def _register_run(dash_app: dash.Dash, manager: AppCeleryManager) -> None:
             SUBMIT_OUTPUTS,
             **fresh,
             status="Starting a background run…",
-            bg_request={"run_id": run.id, "click": n_clicks},
+            bg_request={"run_id": run.id, "click": _clicks(n_clicks)},
             bg_run=run.id,
             progress_text="starting",
         )
@@ -164,8 +206,8 @@ def _register_run(dash_app: dash.Dash, manager: AppCeleryManager) -> None:
     )
     def run_in_background(set_progress, request: Any):
         """Runs in the Celery worker, inside the Flask app context (FlaskTask)."""
-        run_id = request.get("run_id") if isinstance(request, dict) else None
-        if not isinstance(run_id, str):
+        run_id = background_run_id(request)
+        if run_id is None:
             raise PreventUpdate
         set_props(ids.APP_STATUS, {"children": f"STARTED: background run {run_id[:8]}"})
 
@@ -198,7 +240,7 @@ def _register_run(dash_app: dash.Dash, manager: AppCeleryManager) -> None:
     def poll_queued(_n: Any, queued: Any):
         """One cheap read of the run row per tick; stops when the run has ended."""
         began = time.monotonic()
-        run_id = _run_id(queued)
+        run_id = _queued_run_id(queued)
         if run_id is None:
             return _only(
                 POLL_OUTPUTS,
@@ -245,8 +287,8 @@ def _register_run(dash_app: dash.Dash, manager: AppCeleryManager) -> None:
         """Mark the run in flight REVOKED. The background job is also terminated by
         Dash's `cancel=`; a queued task stops at its next progress report."""
         in_flight = (
-            (core.Mode.BACKGROUND, bg_run if isinstance(bg_run, str) else None),
-            (core.Mode.QUEUED, _run_id(queued)),
+            (core.Mode.BACKGROUND, _run_id(bg_run)),
+            (core.Mode.QUEUED, _queued_run_id(queued)),
         )
         cancelled = None
         for mode, run_id in in_flight:
@@ -261,12 +303,6 @@ def _register_run(dash_app: dash.Dash, manager: AppCeleryManager) -> None:
             return "Cancel requested; the background job is being stopped."
         mode, run = cancelled
         return core.describe(run, mode=mode)
-
-
-def _run_id(queued: Any) -> str | None:
-    """The run id in QUEUED_RUN's `{"id": …}`, or None for anything else."""
-    run_id = queued.get("id") if isinstance(queued, dict) else None
-    return run_id if isinstance(run_id, str) else None
 
 
 def _background_error(exc: Exception) -> Any:
@@ -371,6 +407,8 @@ def _register_history(dash_app: dash.Dash) -> None:
         Nothing is sent when nothing changed."""
         try:
             items = core.history({"state": state, "source": source, "task": task})
+        except ValidationError:
+            raise PreventUpdate from None  # not one of the dropdown's choices
         except SQLAlchemyError:
             db.session.rollback()
             raise PreventUpdate from None

@@ -255,31 +255,35 @@ def schedule_line() -> str:
 # -- the data grid --------------------------------------------------------------------
 
 
-def grid_block(request: Mapping[str, Any] | None, max_block: int = 1000) -> dict:
-    """One block for the infinite row model: `getRowsRequest` -> `getRowsResponse`."""
-    request = request or {}
+def grid_block(request: Any, max_block: int = 1000) -> dict:
+    """One block for the infinite row model: `getRowsRequest` -> `getRowsResponse`.
+    Anything in the request that is not what AG Grid sends counts as absent."""
+    request = request if isinstance(request, Mapping) else {}
     start = _bounded_int(request.get("startRow"), 0, 10**9)
     end = _bounded_int(request.get("endRow"), start, start + max_block)
     sort, order = "created_at", "desc"
-    for item in request.get("sortModel") or []:
-        if item.get("colId") in ("value", "created_at", "id") and item.get("sort") in (
-            "asc",
-            "desc",
-        ):
+    sort_model = request.get("sortModel")
+    for item in sort_model if isinstance(sort_model, list) else []:
+        if not isinstance(item, Mapping):
+            continue
+        column, direction = item.get("colId"), item.get("sort")
+        if column in ("value", "created_at", "id") and direction in ("asc", "desc"):
             # Ids are given in creation order, so sorting by id is sorting by time.
-            sort = "value" if item["colId"] == "value" else "created_at"
-            order = item["sort"]
+            sort = "value" if column == "value" else "created_at"
+            order = direction
             break
     page = get_store().page(offset=start, limit=end - start, sort=sort, order=order)
     return {"rowData": page.rows, "rowCount": page.total}
 
 
 def _bounded_int(value: Any, low: int, high: int) -> int:
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
+    """A whole number clamped to [low, high]; `low` for anything else (text,
+    fractions, Infinity and NaN included)."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if type(value) is not int:
         return low
-    return max(low, min(high, number))
+    return max(low, min(high, value))
 
 
 def data_state() -> tuple[int, int]:
