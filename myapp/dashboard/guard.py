@@ -23,24 +23,18 @@ from typing import Any
 import dash
 from dash.exceptions import DependencyException
 from flask import Flask, request
+from werkzeug.exceptions import BadRequest
 
 from myapp.web.errors import ApiError, error_response
+from myapp.web.guards import MAX_JSON_DEPTH
 
 log = logging.getLogger(__name__)
 
-# The renderer's bodies nest about eight deep (body, inputs, a grid request, its
-# sort model); Python's parser recurses per level and fails past ~1,000.
-MAX_JSON_DEPTH = 32
 # Query parameters carrying the handles Dash signs (the page load, a background job
 # and its cached result). Dash compares signatures with hmac.compare_digest, which
 # raises TypeError for non-ASCII text, so anything else is refused first.
 SIGNED_HANDLES = ("endId", "cacheKey", "job", "oldJob", "cancelJob")
 _HANDLE = re.compile(r"[!-~]{1,512}")  # printable ASCII, no space
-# A JSON string, to its closing quote or to the end if it has none: one pass that
-# never retries a start, whatever the escapes.
-_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"?', re.DOTALL)
-_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
-_OPENERS = frozenset(b"[{")
 
 
 # For inputs of background callbacks, (component id, property) -> whether a value
@@ -64,10 +58,7 @@ def guard_init_app(
             return
         try:
             check_handles(request.args)
-            if nests_too_deep(request.get_data(cache=True)):
-                raise BadDashRequest("body", f"nests deeper than {MAX_JSON_DEPTH}")
-            # Not JSON, or not sent as JSON: Flask answers 400 or 415 itself.
-            body = request.get_json()
+            body = _json_body()
             shape = check_update_request(body, shapes)
             # Without a cacheKey, Dash starts the job; polls send no input values.
             if shape.background and "cacheKey" not in request.args:
@@ -126,29 +117,23 @@ def callback_shapes(callback_map: Mapping[str, Any]) -> dict[str, CallbackShape 
     return shapes
 
 
+def _json_body() -> Any:
+    """The request's JSON (not sent as JSON: Flask's 415)."""
+    try:
+        return request.get_json()
+    except BadRequest:
+        # Not JSON, or nested too deep: the app's parser checks depth first.
+        raise BadDashRequest(
+            "body", f"must be JSON nested at most {MAX_JSON_DEPTH} levels deep"
+        ) from None
+
+
 class BadDashRequest(ValueError):
     """A callback request that does not fit the callback it names."""
 
     def __init__(self, field: str, message: str):
         super().__init__(message)
         self.field = field
-
-
-def nests_too_deep(raw: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
-    """Whether arrays and objects in JSON text nest deeper than `limit`, found
-    without parsing it (so without recursion). Brackets inside strings do not
-    count; unbalanced ones do, as the parser would recurse into them."""
-    if raw.count(b"[") + raw.count(b"{") <= limit:
-        return False  # cannot nest deeper than the brackets it has
-    depth = 0
-    for byte in _STRING.sub(b"", raw).translate(None, _NOT_BRACKETS):
-        if byte in _OPENERS:
-            depth += 1
-            if depth > limit:
-                return True
-        else:
-            depth -= 1
-    return False
 
 
 def check_handles(args: Any) -> None:
