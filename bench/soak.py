@@ -3,12 +3,17 @@
     .venv/bin/python -m bench.soak --minutes 10
 
 Starts the stack exactly as `make run` does (`python -m myapp.devserver`: migrations,
-then web, worker and beat under honcho) on free ports, on a Redis started with the
-shipped settings, in a throwaway instance directory. Then a few client threads mix:
-run starts, status polls, run-history and data pages, and Dash updates (the cheap
-callbacks the pages poll). It reports the 5xx count, latency percentiles per kind,
-the RSS of the web and worker processes and the Redis key count at start and end,
-and whether every accepted run finished once the load stopped.
+then the Procfile's web, worker, maintenance and beat under honcho) on free ports,
+on a Redis started with the shipped settings, in a throwaway instance directory.
+Then a few client threads mix: run starts, status polls, cancels, run-history and
+data (grid) pages, and Dash updates (the cheap callbacks the pages poll). It reports
+the 5xx count, latency percentiles per kind, the RSS of each process kind and the
+Redis key count at start and end, runs accepted vs finished once the load stopped,
+and the server's own counts from /metrics.
+
+Who the clients are is one place: `Clients` holds the API caller (its headers) and
+the browser (a cookie jar). `--token` sends `Authorization: Bearer` on API calls;
+signing the browser in is one POST on `Clients.browser` before the load starts.
 
 Everything is bounded: requests per thread, minutes, the drain wait. Only
 127.0.0.1 is ever contacted.
@@ -17,6 +22,7 @@ Everything is bounded: requests per thread, minutes, the drain wait. Only
 from __future__ import annotations
 
 import argparse
+import http.cookiejar
 import json
 import os
 import random
@@ -29,21 +35,32 @@ import urllib.error
 import urllib.request
 from collections import defaultdict
 from contextlib import suppress
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psutil
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.stack import Stack
 from myapp.testing import Launcher
 
 # Share of each kind of request in the mix.
-MIX = (("start", 0.08), ("status", 0.37), ("runs", 0.1), ("data", 0.25), ("dash", 0.2))
+MIX = (
+    ("start", 0.08),
+    ("status", 0.34),
+    ("cancel", 0.03),
+    ("runs", 0.1),
+    ("data", 0.25),
+    ("dash", 0.2),
+)
+# Kinds a browser sends (its session cookie); the others are API calls.
+BROWSER_KINDS = frozenset({"dash"})
 MAX_REQUESTS_PER_THREAD = 200_000
 
 
 def rss_mib(launcher: Launcher) -> dict[str, float]:
-    """Resident memory of the web and the worker processes, in MiB."""
+    """Resident memory of each Procfile process kind, in MiB."""
     result = {}
     for role, processes in launcher.roles().items():
         total = 0
@@ -54,11 +71,41 @@ def rss_mib(launcher: Launcher) -> dict[str, float]:
     return result
 
 
+@dataclass
+class Clients:
+    """Who sends the load. API calls carry `api_headers` (a bearer token once the
+    API wants one); browser requests (Dash) go through `browser`, which keeps
+    cookies, so a session made by signing in is sent with every one of them."""
+
+    api_headers: dict[str, str] = field(default_factory=dict)
+    browser_headers: dict[str, str] = field(default_factory=dict)
+    browser: urllib.request.OpenerDirector = field(
+        default_factory=lambda: urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
+        )
+    )
+
+    @classmethod
+    def from_args(cls, token: str | None) -> Clients:
+        clients = cls()
+        if token:
+            clients.api_headers["Authorization"] = f"Bearer {token}"
+        return clients
+
+
 class Load:
     """Client threads; each request's kind, status and latency are recorded."""
 
-    def __init__(self, base: str, seconds: float, threads: int, think: float):
+    def __init__(
+        self,
+        base: str,
+        seconds: float,
+        threads: int,
+        think: float,
+        clients: Clients | None = None,
+    ):
         self.base = base
+        self.clients = clients or Clients()
         self.until = time.monotonic() + seconds
         self.threads = threads
         self.think = think
@@ -74,9 +121,14 @@ class Load:
         req = urllib.request.Request(self.base + path, data=data, method=method)
         if data is not None:
             req.add_header("Content-Type", "application/json")
+        browser = kind in BROWSER_KINDS
+        headers = self.clients.browser_headers if browser else self.clients.api_headers
+        for name, value in headers.items():
+            req.add_header(name, value)
+        opener = self.clients.browser if browser else urllib.request.build_opener()
         began = time.perf_counter()
         try:
-            with urllib.request.urlopen(req, timeout=30) as response:
+            with opener.open(req, timeout=30) as response:
                 status, payload = response.status, response.read()
         except urllib.error.HTTPError as exc:
             status, payload = exc.code, exc.read()
@@ -108,6 +160,13 @@ class Load:
                 run_id = rng.choice(self.run_ids) if self.run_ids else None
             if run_id is not None:
                 self.request(kind, "GET", f"/api/runs/{run_id}")
+        elif kind == "cancel":
+            # One of the latest starts: often still running, sometimes just finished
+            # (409), both answers a user gets.
+            with self.lock:
+                recent = self.run_ids[-20:]
+            if recent:
+                self.request(kind, "DELETE", f"/api/runs/{rng.choice(recent)}")
         elif kind == "runs":
             self.request(kind, "GET", "/api/runs?limit=50")
         elif kind == "data":
@@ -214,6 +273,29 @@ def drain(load: Load, seconds: float) -> dict[str, int]:
     return dict(states)
 
 
+def server_counts(load: Load) -> dict[str, Any]:
+    """The server's own view from /metrics: runs finished by state, HTTP 5xx."""
+    req = urllib.request.Request(
+        load.base + "/metrics", headers=load.clients.api_headers
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=30) as response:
+            text = response.read().decode()
+    except (urllib.error.URLError, OSError) as exc:
+        return {"error": f"/metrics: {exc}"}
+    finished: dict[str, float] = defaultdict(float)
+    errors = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "myapp_runs_finished_total":
+                finished[sample.labels["state"]] += sample.value
+            elif sample.name == "myapp_http_requests_total" and sample.labels[
+                "status"
+            ].startswith("5"):
+                errors += sample.value
+    return {"runs_finished": dict(finished), "http_5xx": errors}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10)
@@ -221,7 +303,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--think", type=float, default=0.02, help="pause per request")
     parser.add_argument("--drain-seconds", type=float, default=180)
     parser.add_argument("--json", type=Path, help="also write the report here")
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("SOAK_TOKEN"),
+        help="API token sent as Authorization: Bearer (default: $SOAK_TOKEN)",
+    )
     args = parser.parse_args(argv)
+    clients = Clients.from_args(args.token)
 
     with (
         tempfile.TemporaryDirectory(prefix="myapp-soak-") as tmp,
@@ -231,14 +319,19 @@ def main(argv: list[str] | None = None) -> int:
         # The limiter stays on (it is part of what soaks), high enough that the
         # load is not mostly 429s.
         with stack.launcher(
-            DATABASE_URL=database, START_RATE_LIMIT="100000/minute"
+            DATABASE_URL=database,
+            START_RATE_LIMIT="100000/minute",
+            # Read once at the end; a viewer token would do as well.
+            METRICS_PUBLIC="1",
         ) as launcher:
             keys = stack.redis()
             # Warm up (imports, first Dash render) before the "start" snapshot.
-            warm = Load(launcher.url, 5, 1, 0.05)
+            warm = Load(launcher.url, 5, 1, 0.05, clients)
             warm.run()
             start = {"rss_mib": rss_mib(launcher), "redis_keys": keys.dbsize()}
-            load = Load(launcher.url, args.minutes * 60, args.threads, args.think)
+            load = Load(
+                launcher.url, args.minutes * 60, args.threads, args.think, clients
+            )
             load.run_ids = list(warm.run_ids)
             began = time.monotonic()
             load.run()
@@ -246,6 +339,7 @@ def main(argv: list[str] | None = None) -> int:
             states = drain(load, args.drain_seconds)
             end = {"rss_mib": rss_mib(launcher), "redis_keys": keys.dbsize()}
             memory = keys.info("memory")["used_memory_human"]
+            server = server_counts(load)
 
     report = {
         "minutes": round(elapsed / 60, 2),
@@ -278,6 +372,7 @@ def main(argv: list[str] | None = None) -> int:
         "start": start,
         "end": end,
         "redis_used_memory_end": memory,
+        "server_metrics": server,
         "errors": load.errors,
     }
     text = json.dumps(report, indent=2)

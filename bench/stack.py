@@ -118,6 +118,8 @@ class Stack:
             DATABASE_URL=self.database_url,
             SECRET_KEY=self.secret_key,
             INSTANCE_PATH=str(self.dir / "instance"),
+            # The Procfile's default lies in the checkout; a bench counts apart.
+            PROMETHEUS_MULTIPROC_DIR=str(self.dir / "metrics"),
             **extra,
         )
 

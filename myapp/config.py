@@ -108,7 +108,7 @@ SETTINGS: tuple[Setting, ...] = (
         "INSTANCE_PATH",
         str,
         "instance",
-        "Where the SQLite file, the embedded Redis data and beat's schedule live.",
+        "Where the SQLite file and the embedded Redis data live.",
         # Read by create_app before the config exists, and by `make run`.
         app=False,
     ),
@@ -230,8 +230,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "WORKER_QUEUES",
         str,
-        "celery",
+        "celery,maintenance",
         "Queues this worker consumes, comma-separated.",
+        app=False,
+    ),
+    Setting(
+        "MAINTENANCE_NAME",
+        str,
+        "maintenance@%h",
+        "Node name of the maintenance worker; unique per worker on one host.",
         app=False,
     ),
     Setting(
@@ -247,6 +254,32 @@ SETTINGS: tuple[Setting, ...] = (
         20,
         "On SIGTERM, how long running tasks may finish before they are requeued.",
         minimum=0,
+        app=False,
+    ),
+    Setting(
+        "METRICS_PUBLIC",
+        int,
+        0,
+        "1: GET /metrics answers anonymous callers too (otherwise viewer tokens only).",
+        0,
+        1,
+    ),
+    Setting(
+        "METRICS_PORT",
+        int,
+        None,
+        "A worker serves its host's /metrics figures on this port (for hosts without "
+        "a web process); unset: none.",
+        1,
+        65535,
+    ),
+    Setting(
+        "PROMETHEUS_MULTIPROC_DIR",
+        str,
+        "instance/metrics",
+        "Read by prometheus_client: where every process of this host writes its "
+        "counters for /metrics (the Procfile's default; `make run` empties it at each "
+        "start). Never set it empty.",
         app=False,
     ),
 )

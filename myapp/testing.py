@@ -409,7 +409,8 @@ class Worker(Service):
 
 class Launcher(Service):
     """`make run`'s launcher (`python -m myapp.devserver`: migrations, then web,
-    worker and beat under honcho); returns once /readyz answers and a worker runs."""
+    worker, maintenance and beat under honcho); returns once /readyz answers and a
+    worker runs."""
 
     def __init__(self, name: str, env: Mapping[str, str], log: Path) -> None:
         self.port = int(env.get("PORT") or free_port())
@@ -426,17 +427,27 @@ class Launcher(Service):
             return False
 
     def roles(self) -> dict[str, list[Any]]:
-        """The web (gunicorn) and worker (celery worker) processes under it."""
+        """The processes under it by Procfile name: web (gunicorn), worker and
+        maintenance (Celery workers, pool processes included) and beat."""
         import psutil
 
-        found: dict[str, list[Any]] = {"web": [], "worker": []}
+        found: dict[str, list[Any]] = {
+            "web": [],
+            "worker": [],
+            "maintenance": [],
+            "beat": [],
+        }
         for proc in self.tree():
             with contextlib.suppress(psutil.Error):
                 command = " ".join(proc.cmdline())
                 if "gunicorn" in command:
                     found["web"].append(proc)
+                elif "celery" in command and "--queues=maintenance " in command:
+                    found["maintenance"].append(proc)
                 elif "celery" in command and " worker" in command:
                     found["worker"].append(proc)
+                elif "celery" in command and " beat" in command:
+                    found["beat"].append(proc)
         return found
 
     def stop(self, timeout: float = 30) -> None:

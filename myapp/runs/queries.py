@@ -22,8 +22,9 @@ _CURSOR_SHAPE = re.compile(r'\["[0-9T:.+\-]{10,40}", "[0-9A-Za-z\-_]{1,64}"\]')
 
 
 def get_run(run_id: str) -> Run | None:
-    """The run with that id, or None (ids longer than any we issue included)."""
-    if len(run_id) > 64:
+    """The run with that id, or None (ids longer than any we issue included, and ids
+    with a NUL, which PostgreSQL refuses to compare with rather than finding none)."""
+    if len(run_id) > 64 or "\x00" in run_id:
         return None
     return db.session.get(Run, run_id)
 

@@ -15,6 +15,7 @@ import redis
 from flask import current_app
 from sqlalchemy import Update, update
 
+from myapp import metrics
 from myapp.extensions import db, get_store
 from myapp.models import ACTIVE_STATES, Run, utcnow
 from myapp.runs.errors import RunFinished
@@ -129,10 +130,11 @@ def log_transition(
     started_at: datetime | None = None,
     finished_at: datetime | None = None,
 ) -> None:
-    """One line per transition: what operators grep for."""
+    """One line per transition: what operators grep for; counted for /metrics."""
     duration = None
     if started_at is not None and finished_at is not None:
         duration = round((finished_at - started_at).total_seconds(), 3)
+    metrics.observe_transition(task, source, state, duration)
     log.info(
         "run %s task=%s source=%s state=%s attempts=%s duration_s=%s",
         run_id,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from myapp.web import api, health
+from myapp.web import api, health, metrics
 from myapp.web.errors import errors_init_app
 from myapp.web.guards import guards_init_app
 from myapp.web.security import security_init_app
@@ -20,6 +20,7 @@ def web_init_app(app: Flask) -> None:
     errors_init_app(app)
     guards_init_app(app)
     app.register_blueprint(health.bp)
+    app.register_blueprint(metrics.bp)
     app.register_blueprint(api.bp)
     views_init_app(app)
     security_init_app(app)
