@@ -22,7 +22,14 @@ _ENV_INT = (
     "REDISPATCH_SECONDS",
     "REAPER_SLACK_SECONDS",
 )
-_ENV_STR = ("REDIS_URL", "START_RATE_LIMIT", "APP_ENV", "DATA_PREFIX", "SECRET_KEY")
+_ENV_STR = (
+    "REDIS_URL",
+    "START_RATE_LIMIT",
+    "LOGIN_RATE_LIMIT",
+    "APP_ENV",
+    "DATA_PREFIX",
+    "SECRET_KEY",
+)
 
 
 def default_config(instance_path: str) -> dict[str, Any]:
@@ -39,6 +46,8 @@ def default_config(instance_path: str) -> dict[str, Any]:
         # Unset: four fifths of MAX_ACTIVE_RUNS (set in finalize).
         "MAX_ACTIVE_RUNS_PER_TASK": None,
         "START_RATE_LIMIT": "60/minute",
+        # Sign-in attempts per client address and per user name (password guessing).
+        "LOGIN_RATE_LIMIT": "10/minute",
         "SCHEDULE_SECONDS": 90,
         "PRUNE_AFTER_DAYS": 30,
         # A STARTED run whose heartbeat is older than this may be claimed again by a
@@ -60,6 +69,9 @@ def default_config(instance_path: str) -> dict[str, Any]:
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": None,
+        # A CSRF token is valid as long as its session: Dash pages and forms stay
+        # open for hours, and the session (not the clock) is what the token binds.
+        "WTF_CSRF_TIME_LIMIT": None,
         # Task parameters are a few small fields; anything bigger is a mistake or abuse.
         "MAX_CONTENT_LENGTH": 64 * 1024,
         "DATA_PREFIX": "myapp:data",

@@ -3,6 +3,10 @@
 Nothing is simulated: runs go through the broker to an embedded worker thread
 (`celery.contrib.testing.worker.start_worker`), and the data lands in Redis.
 Set TEST_DATABASE_URL to run the same suite on PostgreSQL.
+
+Every app's test client calls as the admin `admin` with an API token unless told
+otherwise (`app.test_client(token=None)` is anonymous; `token=` another user's);
+`make_user` adds users of other roles.
 """
 
 from __future__ import annotations
@@ -21,10 +25,11 @@ import pytest
 import redis
 from celery.contrib.testing.worker import start_worker
 from flask import Flask
+from flask.testing import FlaskClient
 from flask_migrate import upgrade
 from sqlalchemy import text
 
-from myapp import create_app
+from myapp import create_app, users
 from myapp.devserver import start_redis
 from myapp.extensions import db
 
@@ -37,6 +42,7 @@ ENV_TO_CLEAR = (
     "MAX_ROWS_PER_RUN",
     "MAX_ACTIVE_RUNS",
     "START_RATE_LIMIT",
+    "LOGIN_RATE_LIMIT",
     "SCHEDULE_SECONDS",
     "RUN_LEASE_SECONDS",
     "DATA_PREFIX",
@@ -113,10 +119,29 @@ def _clean_environment(monkeypatch) -> None:
             monkeypatch.delenv(name, raising=False)
 
 
+ADMIN = "admin"
+
+
+class TokenClient(FlaskClient):
+    """A test client that sends `Authorization: Bearer <token>` on every request
+    (none when `token` is None: an anonymous caller)."""
+
+    default_token: str | None = None
+
+    def __init__(self, *args: Any, token: str | None = "default", **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        if token == "default":
+            token = self.default_token
+        if token is not None:
+            self.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+
+
 @pytest.fixture
 def make_app(redis_server, database_url, tmp_path) -> Iterator[Callable[..., Flask]]:
-    """Build apps on the session's Redis and database, each starting empty."""
+    """Build apps on the session's Redis and database, each starting empty but for
+    the admin their test clients call as."""
     built: list[Flask] = []
+    admin_token: list[str] = []
 
     def factory(**overrides: Any) -> Flask:
         config = {
@@ -129,14 +154,24 @@ def make_app(redis_server, database_url, tmp_path) -> Iterator[Callable[..., Fla
             **overrides,
         }
         app = create_app(config)
+        app.test_client_class = type(
+            "AdminClient", (TokenClient,), {"default_token": admin_token[0]}
+        )
         built.append(app)
         return app
 
     redis.Redis.from_url(redis_server.url).flushdb()
+    admin_token.append("")
     cleanup = factory()
     with cleanup.app_context():
-        db.session.execute(text("DELETE FROM runs"))
+        for table in ("runs", "api_tokens", "users"):
+            db.session.execute(text(f"DELETE FROM {table}"))
         db.session.commit()
+        # No password: the tests' admin signs in with its token only (a password
+        # costs a slow hash; tests that sign in through /login make their own).
+        users.create_user(ADMIN, "admin", None)
+        admin_token[0] = users.issue_token(ADMIN, "tests")
+    cleanup.test_client_class.default_token = admin_token[0]
     yield factory
     for app in built:
         with app.app_context():
@@ -157,6 +192,53 @@ def client(app):
 @pytest.fixture
 def runner(app):
     return app.test_cli_runner()
+
+
+BROWSER_PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+def browser_login(make_user) -> tuple[str, str]:
+    """An admin who signs in with a password: (name, password), for real browsers."""
+    name, _ = make_user("admin", name="ada", password=BROWSER_PASSWORD)
+    return name, BROWSER_PASSWORD
+
+
+def sign_in(driver, base_url: str, name: str, password: str) -> None:
+    """Sign in through the /login form as a person would; wait to be let in."""
+    driver.get(base_url + "/login")
+    # Cookies ignore ports: drop whatever an earlier test's server left.
+    driver.delete_all_cookies()
+    driver.get(base_url + "/login")
+    driver.find_element("id", "username").send_keys(name)
+    driver.find_element("id", "password").send_keys(password)
+    driver.find_element("css selector", "#login-form button").click()
+    wait_for(lambda: "/login" not in driver.current_url)
+
+
+def as_user(app: Flask, token: str | None = None):
+    """A request context whose caller is the user of `token` (the tests' admin by
+    default), for code that reads the signed-in user outside a client request."""
+    token = token or app.test_client_class.default_token
+    return app.test_request_context(headers={"Authorization": f"Bearer {token}"})
+
+
+@pytest.fixture
+def make_user(app) -> Callable[..., tuple[str, str]]:
+    """`make_user(role, name=None, password=None)`: a new user and an API token of
+    theirs, as (name, token)."""
+    count = [0]
+
+    def create(
+        role: str, name: str | None = None, password: str | None = None
+    ) -> tuple[str, str]:
+        count[0] += 1
+        name = name or f"{role}{count[0]}"
+        with app.app_context():
+            users.create_user(name, role, password)
+            return name, users.issue_token(name, "tests")
+
+    return create
 
 
 @pytest.fixture

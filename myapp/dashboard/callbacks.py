@@ -19,6 +19,7 @@ from myapp import runs
 from myapp.dashboard import core, ids, layout
 from myapp.dashboard.manager import AppCeleryManager
 from myapp.extensions import db
+from myapp.web.security import current_requester
 
 MAX_POLL_MS = core.MAX_POLL_MS
 # The renderer asks a background job for progress/result this often. Dash fixes it
@@ -195,8 +196,8 @@ def _register_run(dash_app: dash.Dash, manager: AppCeleryManager) -> None:
             if run is None or run.finished:
                 continue
             try:
-                cancelled.append(runs.cancel_run(run))
-            except runs.RunFinished:
+                cancelled.append(runs.cancel_run(run, current_requester()))
+            except (runs.RunFinished, runs.NotAllowed):
                 continue
         if not cancelled:
             return "Cancel requested; the background job is being stopped."

@@ -83,7 +83,7 @@ def start(raw: Mapping[str, Any], *, mode: str) -> Started:
         )
     except ValidationError as exc:
         return Started(field_errors=exc.fields)
-    except runs.StartRefused as exc:
+    except (runs.StartRefused, runs.NotAllowed) as exc:
         return Started(message=f"Not started: {exc}.")
     except SQLAlchemyError as exc:
         db.session.rollback()

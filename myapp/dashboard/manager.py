@@ -11,7 +11,8 @@ Upstream keeps process-wide state that breaks "create_app() many times per proce
 
 `AppCeleryManager` starts empty, `declaring(manager)` makes it the only manager Dash
 sees while one app declares its callbacks, and jobs are registered `shared=False` on
-this app's Celery app only. It also fixes `get_updated_props` (see there).
+this app's Celery app only. It also fixes `get_updated_props` (see there), and
+keeps credentials out of the jobs' messages (`call_job_fn`).
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ from myapp import runs
 log = logging.getLogger(__name__)
 
 JOB_PREFIX = "background_callback_"
+# What Dash copies from the request into a background job's context that may carry
+# credentials.
+CREDENTIAL_CONTEXT = frozenset(("cookies", "headers"))
 
 
 class _UnsharedTasks:
@@ -63,6 +67,16 @@ class AppCeleryManager(CeleryManager):
         self.cache_by = None
         self.func_registry: dict[str, Any] = {}
         self.flask_app = flask_app
+
+    def call_job_fn(self, key: str, job_fn: Any, args: Any, context: Any) -> str:
+        # Dash puts the whole request context in the job's Celery message, the
+        # user's cookies (the session) and headers (Authorization) included, and
+        # that message sits in Redis. Our callbacks never read them in the job: the
+        # run row says who started it. Send the context without them.
+        context = {
+            k: v for k, v in dict(context).items() if k not in CREDENTIAL_CONTEXT
+        }
+        return super().call_job_fn(key, job_fn, args, context)
 
     def make_job_fn(self, fn: Callable[..., Any], progress: bool, key: Any = None):
         return _make_job_fn(fn, _UnsharedTasks(self.handle), progress, key)
@@ -106,8 +120,10 @@ class AppCeleryManager(CeleryManager):
             if run is None or run.finished:
                 return
             # It may finish while the signal is on its way: then there is no cancel.
+            # Only the page that started a job holds its signed handle, so whoever
+            # had it terminated is the user who started the run.
             with suppress(runs.RunFinished):
-                runs.cancel_run(run)
+                runs.revoke_run(run, cancelled_by=run.created_by)
 
 
 def _run_id_of_job(request: Any) -> str | None:
