@@ -1,4 +1,5 @@
-"""The security settings of issue 5, asserted on the real app, Redis and Celery."""
+"""Security settings asserted on the real app, Redis and Celery: secret key, cookie
+flags, headers, CSP, the shared start rate limit, per-task limits, sizes."""
 
 from __future__ import annotations
 
@@ -182,3 +183,23 @@ def test_factory_refuses_default_secret_in_production_env(monkeypatch, tmp_path)
     monkeypatch.setenv("INSTANCE_PATH", str(tmp_path))
     with pytest.raises(RuntimeError, match="SECRET_KEY"):
         create_app()
+
+
+def test_one_rate_limit_counts_every_kind_of_start(make_app):
+    """API, form and Dash starts of one client share START_RATE_LIMIT: once the API
+    has answered 429, a Dash start is refused too (both modes)."""
+    from myapp.dashboard import core
+
+    app = make_app(START_RATE_LIMIT="2/minute", WTF_CSRF_ENABLED=False)
+    client = app.test_client()
+    assert start(client).status_code == 202
+    form = client.post("/tasks/generate_data/runs", data={"rows": "1"})
+    assert form.status_code == 202
+    assert start(client).status_code == 429
+    with app.test_request_context(environ_base={"REMOTE_ADDR": "127.0.0.1"}):
+        for mode in ("queued", "background"):
+            started = core.start({"rows": "1"}, mode=mode)
+            assert not started.ok and "too many starts" in started.message
+    # Another client address has its own count.
+    with app.test_request_context(environ_base={"REMOTE_ADDR": "10.1.2.3"}):
+        assert core.start({"rows": "1"}, mode="queued").ok

@@ -139,3 +139,58 @@ def test_unexpected_errors_are_json_500_without_a_trace(app, client):
         "message": "something went wrong on our side",
         "fields": {},
     }
+
+
+@pytest.mark.parametrize(
+    ("query", "fields"),
+    [
+        ("limit=1_0", {"limit": "must be an integer"}),
+        ("limit=\u0661\u0660", {"limit": "must be an integer"}),  # Arabic-Indic 10
+        ("limit=%2B5", {"limit": "must be an integer"}),
+        ("limit=5&limit=7", {"limit": "must be given at most once"}),
+        ("state=SUCCESS&state=FAILURE", {"state": "must be given at most once"}),
+        ("colour=red", {"colour": "is not a known query parameter"}),
+    ],
+)
+def test_query_numbers_are_ascii_digits_and_given_once(client, query, fields):
+    error = error_of(client.get(f"/api/runs?{query}"), 400)
+    assert error["code"] == "bad_parameter" and error["fields"] == fields
+
+
+def test_data_query_is_parsed_from_the_same_declarations(client):
+    assert error_of(client.get("/api/data?offset=1_000"), 400)["fields"] == {
+        "offset": "must be an integer"
+    }
+    assert client.get("/api/data?offset=0&limit=1000").status_code == 200
+
+
+def test_the_openapi_document_states_the_parsed_limits(client):
+    """The document is built from the declarations the views parse with."""
+    paths = client.get("/api/openapi.json").get_json()["paths"]
+    limit = {p["name"]: p["schema"] for p in paths["/api/runs"]["get"]["parameters"]}[
+        "limit"
+    ]
+    assert (limit["minimum"], limit["maximum"], limit["default"]) == (1, 200, 50)
+    assert error_of(client.get("/api/runs?limit=201"), 400)["fields"] == {
+        "limit": "must be between 1 and 200"
+    }
+
+
+def test_an_idempotency_key_names_one_request(client):
+    def start(task, body):
+        return client.post(
+            f"/api/tasks/{task}/runs", json=body, headers={"Idempotency-Key": "k-1"}
+        )
+
+    first = start("generate_data", {"rows": 2, "seconds": 0})
+    assert first.status_code == 202
+    again = start("generate_data", {"rows": 2, "seconds": 0})
+    assert again.status_code == 202 and again.get_json()["id"] == first.get_json()["id"]
+    for task, body in (
+        ("generate_data", {"rows": 3, "seconds": 0}),
+        ("summarize_data", {}),
+    ):
+        error = error_of(start(task, body), 422)
+        assert error["code"] == "idempotency_key_reused"
+        assert "Idempotency-Key" in error["fields"]
+    assert len(client.get("/api/runs").get_json()["items"]) == 1

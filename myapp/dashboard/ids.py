@@ -1,7 +1,7 @@
 """Component ids of the Dash pages. The contract names the public ones; tests and
 callbacks import these constants instead of spelling the strings again."""
 
-# The contract's ids (CONTRACT.md, "Dash").
+# Public ids: users and tests address the pages by these; renaming one breaks them.
 ROWS_INPUT = "rows-input"
 SECONDS_INPUT = "seconds-input"
 MODE_SELECT = "mode-select"

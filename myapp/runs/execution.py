@@ -23,12 +23,11 @@ from myapp.extensions import db
 from myapp.models import SOURCES, Run, utcnow
 from myapp.runs.errors import RunBusy, RunFailed
 from myapp.runs.transitions import (
-    LOGGED,
+    apply_logged,
     fail_run,
     finish_run,
     is_transient,
     log_run,
-    log_transition,
 )
 from myapp.tasks import (
     ProgressHook,
@@ -156,7 +155,7 @@ def _claim(run_id: str, worker: str | None) -> bool:
     now = utcnow()
     stale = now - timedelta(seconds=current_app.config["RUN_LEASE_SECONDS"])
     max_attempts = current_app.config["MAX_ATTEMPTS"]
-    result = db.session.execute(
+    return apply_logged(
         update(Run)
         .where(Run.id == run_id)
         .where(
@@ -177,14 +176,7 @@ def _claim(run_id: str, worker: str | None) -> bool:
             worker=worker,
             dispatched_at=func.coalesce(Run.dispatched_at, now),
         )
-        .returning(*LOGGED)
-        .execution_options(synchronize_session=False)
     )
-    claimed = result.first()
-    db.session.commit()
-    if claimed is not None:
-        log_transition(*claimed)
-    return claimed is not None
 
 
 class ProgressReporter:

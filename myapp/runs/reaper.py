@@ -33,7 +33,7 @@ from datetime import datetime, timedelta
 
 from celery import Celery
 from flask import current_app
-from sqlalchemy import or_, select, update
+from sqlalchemy import Update, or_, select, update
 
 from myapp.extensions import db, get_redis
 from myapp.models import Run, utcnow
@@ -148,7 +148,7 @@ def _requeue(run: Run, now: datetime, lease: timedelta) -> bool:
     The UPDATE repeats the staleness condition, so a run that reported progress
     since it was read is left alone.
     """
-    result = db.session.execute(
+    marked = _mark(
         update(Run)
         .where(Run.id == run.id, Run.state.in_(("STARTED", "PROGRESS")))
         .where(or_(Run.heartbeat_at.is_(None), Run.heartbeat_at < now - lease))
@@ -159,10 +159,8 @@ def _requeue(run: Run, now: datetime, lease: timedelta) -> bool:
                 f"worker lost; running again (attempt {run.attempts + 1})"
             )[:200],
         )
-        .execution_options(synchronize_session=False)
     )
-    db.session.commit()
-    if result.rowcount != 1:
+    if not marked:
         return False
     log.warning("run %s: worker lost in attempt %d, sent again", run.id, run.attempts)
     return _send(run)
@@ -171,17 +169,20 @@ def _requeue(run: Run, now: datetime, lease: timedelta) -> bool:
 def _resend(run: Run, now: datetime) -> bool:
     """Send a waiting run's message again; stamp it so the next pass waits."""
     stamp = {"dispatched_at": now} if run.state == "PENDING" else {"heartbeat_at": now}
-    result = db.session.execute(
-        update(Run)
-        .where(Run.id == run.id, Run.state == run.state)
-        .values(**stamp)
-        .execution_options(synchronize_session=False)
-    )
-    db.session.commit()
-    if result.rowcount != 1:
+    if not _mark(
+        update(Run).where(Run.id == run.id, Run.state == run.state).values(**stamp)
+    ):
         return False
     log.warning("run %s: %s with no message queued, sent again", run.id, run.state)
     return _send(run)
+
+
+def _mark(statement: Update) -> bool:
+    """Apply a conditional UPDATE of one run; False when another process changed the
+    run since this pass read it (then it is not sent)."""
+    result = db.session.execute(statement.execution_options(synchronize_session=False))
+    db.session.commit()
+    return result.rowcount == 1
 
 
 def _send(run: Run) -> bool:

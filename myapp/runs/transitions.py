@@ -13,7 +13,7 @@ from typing import Any
 
 import redis
 from flask import current_app
-from sqlalchemy import update
+from sqlalchemy import Update, update
 
 from myapp.extensions import db, get_store
 from myapp.models import ACTIVE_STATES, Run, utcnow
@@ -74,18 +74,25 @@ def mark_retry(run_id: str, reason: str) -> None:
 def end_run(run_id: str, values: dict[str, Any]) -> bool:
     """Move an active run to a final state; False if it had already ended."""
     now = utcnow()
-    result = db.session.execute(
+    return apply_logged(
         update(Run)
         .where(Run.id == run_id, Run.state.in_(ACTIVE_STATES))
         .values(finished_at=now, heartbeat_at=now, **values)
-        .returning(*LOGGED)
-        .execution_options(synchronize_session=False)
     )
-    ended = result.first()
+
+
+def apply_logged(statement: Update) -> bool:
+    """Run one conditional UPDATE of one run and commit; when it matched, write the
+    transition's log line from the columns it returned (no second query)."""
+    changed = (
+        db.session.execute(
+            statement.returning(*LOGGED).execution_options(synchronize_session=False)
+        )
+    ).first()
     db.session.commit()
-    if ended is not None:
-        log_transition(*ended)
-    return ended is not None
+    if changed is not None:
+        log_transition(*changed)
+    return changed is not None
 
 
 def cancel_run(run: Run, requester: Requester) -> Run:
