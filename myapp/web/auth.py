@@ -28,6 +28,7 @@ from flask import (
     Response,
     current_app,
     g,
+    jsonify,
     redirect,
     render_template,
     request,
@@ -41,7 +42,6 @@ from myapp import users
 from myapp.extensions import csrf, login_manager
 from myapp.models import User
 from myapp.ratelimit import RateLimit, RateLimitExceeded
-from myapp.web.errors import error_response
 
 log = logging.getLogger(__name__)
 
@@ -213,16 +213,14 @@ def _refuse_anonymous():
 
 
 def unauthorized():
-    """401 in the contract's JSON shape, with the challenge RFC 6750 asks for."""
-    body, status = error_response(
-        401,
-        "unauthorized",
-        "sign in, or send an API token as 'Authorization: Bearer <token>'",
-    )
+    """401 in the contract's JSON shape (whatever the caller accepts: these routes
+    speak JSON), with the challenge RFC 6750 asks for."""
+    message = "sign in, or send an API token as 'Authorization: Bearer <token>'"
+    body = {"error": {"code": "unauthorized", "message": message, "fields": {}}}
     challenge = BEARER_CHALLENGE
     if g.get("bad_credentials"):
         challenge += ', error="invalid_token"'
-    return body, status, {"WWW-Authenticate": challenge}
+    return jsonify(body), 401, {"WWW-Authenticate": challenge}
 
 
 def _needs_csrf() -> bool:
