@@ -72,14 +72,7 @@ def test_first_start_creates_admin_and_prints_the_sign_in(redis_server, tmp_path
         assert "myapp is starting at" in launcher.output()
 
         session = requests.Session()
-
-        def up() -> bool:
-            try:
-                return session.get(url, timeout=2).status_code == 200
-            except (requests.ConnectionError, requests.Timeout):
-                return False
-
-        wait_for(up, timeout=120, interval=0.5)
+        wait_for(lambda: answers(session, url), timeout=120, interval=0.5)
         csrf = re.search(r'name="csrf_token" value="([^"]+)"', session.get(url).text)
         response = session.post(
             url,
@@ -97,5 +90,14 @@ def test_first_start_creates_admin_and_prints_the_sign_in(redis_server, tmp_path
     try:
         wait_for(lambda: "Lost the password?" in again.output(), timeout=120)
         assert "password " not in again.output().split("Lost the password?")[0]
+        # Stopped once everything runs: honcho stopped mid-start can orphan a child.
+        wait_for(lambda: answers(requests.Session(), url), timeout=120, interval=0.5)
     finally:
         again.stop()
+
+
+def answers(session: requests.Session, url: str) -> bool:
+    try:
+        return session.get(url, timeout=2).status_code == 200
+    except (requests.ConnectionError, requests.Timeout):
+        return False
