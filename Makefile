@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint format bench install clean
+.PHONY: run test lint format bench install clean env-example
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ format: install
 bench: install
 	bash bench/install-tools.sh
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# .env.example is generated from the settings table in myapp/config.py.
+env-example: install
+	$(BIN)/python -c 'from myapp.config import env_example; print(env_example(), end="")' > .env.example
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache .ruff_cache

@@ -20,10 +20,7 @@ import argparse
 import json
 import os
 import random
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -31,140 +28,30 @@ import time
 import urllib.error
 import urllib.request
 from collections import defaultdict
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
-import redis
+import psutil
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from myapp.devserver import start_redis  # noqa: E402
+from bench.stack import Stack
+from myapp.testing import Launcher
 
 # Share of each kind of request in the mix.
 MIX = (("start", 0.08), ("status", 0.37), ("runs", 0.1), ("data", 0.25), ("dash", 0.2))
 MAX_REQUESTS_PER_THREAD = 200_000
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Stack:
-    """`python -m myapp.devserver` in its own session, on its own Redis."""
-
-    def __init__(self, workdir: Path):
-        self.workdir = workdir
-        self.port = free_port()
-        self.redis_process, self.redis_url = start_redis(workdir, port=free_port())
-        self.process: subprocess.Popen | None = None
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        env = dict(os.environ)
-        env.update(
-            PORT=str(self.port),
-            REDIS_URL=self.redis_url,
-            INSTANCE_PATH=str(self.workdir),
-            DATABASE_URL=os.environ.get(
-                "SOAK_DATABASE_URL", f"sqlite:///{self.workdir / 'soak.sqlite'}"
-            ),
-            # The limiter stays on (it is part of what soaks), high enough that the
-            # load is not mostly 429s.
-            START_RATE_LIMIT="100000/minute",
-            PYTHONPATH=str(ROOT),
-        )
-        log = open(self.workdir / "stack.log", "wb")  # noqa: SIM115 (lives with it)
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "myapp.devserver"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(self.base + "/readyz", timeout=2) as r:
-                    if r.status == 200 and self.processes()["worker"]:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.5)
-        log_text = (self.workdir / "stack.log").read_text(errors="replace")
-        raise SystemExit("the stack did not start:\n" + log_text[-3000:])
-
-    def processes(self) -> dict[str, list[int]]:
-        """Web (gunicorn) and worker (celery worker) pids under the launcher."""
-        assert self.process is not None
-        children: dict[int, list[int]] = defaultdict(list)
-        commands: dict[int, str] = {}
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                stat = (entry / "stat").read_text()
-                cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            except OSError:
-                continue
-            pid = int(entry.name)
-            children[int(stat.rsplit(")", 1)[1].split()[1])].append(pid)
-            commands[pid] = cmd
-        found: dict[str, list[int]] = {"web": [], "worker": []}
-        todo = [self.process.pid]
-        while todo:
-            pid = todo.pop()
-            cmd = commands.get(pid, "")
-            if "gunicorn" in cmd:
-                found["web"].append(pid)
-            elif "celery" in cmd and " worker" in cmd:
-                found["worker"].append(pid)
-            todo.extend(children.get(pid, []))
-        return found
-
-    def rss_mib(self) -> dict[str, float]:
-        result = {}
-        for role, pids in self.processes().items():
-            total = 0
-            for pid in pids:
-                try:
-                    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                        if line.startswith("VmRSS:"):
-                            total += int(line.split()[1])
-                except OSError:
-                    continue
-            result[role] = round(total / 1024, 1)
-        return result
-
-    def stop(self) -> None:
-        if self.process is not None:
-            with _suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGINT)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                with _suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(10)
-        self.redis_process.terminate()
-        self.redis_process.wait(15)
-
-
-class _suppress:
-    def __init__(self, *exc: type[BaseException]):
-        self.exc = exc
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind, value, tb) -> bool:
-        return kind is not None and issubclass(kind, self.exc)
+def rss_mib(launcher: Launcher) -> dict[str, float]:
+    """Resident memory of the web and the worker processes, in MiB."""
+    result = {}
+    for role, processes in launcher.roles().items():
+        total = 0
+        for process in processes:
+            with suppress(psutil.Error):
+                total += process.memory_info().rss
+        result[role] = round(total / 2**20, 1)
+    return result
 
 
 class Load:
@@ -336,25 +223,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the report here")
     args = parser.parse_args(argv)
 
-    with tempfile.TemporaryDirectory(prefix="myapp-soak-") as tmp:
-        stack = Stack(Path(tmp))
-        try:
-            stack.start()
-            keys = redis.Redis.from_url(stack.redis_url)
+    with (
+        tempfile.TemporaryDirectory(prefix="myapp-soak-") as tmp,
+        Stack(Path(tmp)) as stack,
+    ):
+        database = os.environ.get("SOAK_DATABASE_URL") or stack.database_url
+        # The limiter stays on (it is part of what soaks), high enough that the
+        # load is not mostly 429s.
+        with stack.launcher(
+            DATABASE_URL=database, START_RATE_LIMIT="100000/minute"
+        ) as launcher:
+            keys = stack.redis()
             # Warm up (imports, first Dash render) before the "start" snapshot.
-            warm = Load(stack.base, 5, 1, 0.05)
+            warm = Load(launcher.url, 5, 1, 0.05)
             warm.run()
-            start = {"rss_mib": stack.rss_mib(), "redis_keys": keys.dbsize()}
-            load = Load(stack.base, args.minutes * 60, args.threads, args.think)
+            start = {"rss_mib": rss_mib(launcher), "redis_keys": keys.dbsize()}
+            load = Load(launcher.url, args.minutes * 60, args.threads, args.think)
             load.run_ids = list(warm.run_ids)
             began = time.monotonic()
             load.run()
             elapsed = time.monotonic() - began
             states = drain(load, args.drain_seconds)
-            end = {"rss_mib": stack.rss_mib(), "redis_keys": keys.dbsize()}
+            end = {"rss_mib": rss_mib(launcher), "redis_keys": keys.dbsize()}
             memory = keys.info("memory")["used_memory_human"]
-        finally:
-            stack.stop()
 
     report = {
         "minutes": round(elapsed / 60, 2),

@@ -9,13 +9,13 @@ from html import unescape
 
 import pytest
 import redis
-from conftest import as_user, pending_run, wait_for_state
 from sqlalchemy import select
 
 from myapp import users
 from myapp.dashboard import core
 from myapp.extensions import db
 from myapp.models import ApiToken, Run, User
+from myapp.testing import as_user, pending_run, wait_for_state
 from myapp.web.auth import safe_next
 
 PASSWORD = "a long enough password"

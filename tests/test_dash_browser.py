@@ -10,7 +10,6 @@ from collections.abc import Iterator
 
 import pytest
 from celery.beat import Scheduler
-from conftest import free_port, pending_run, wait_for
 from dash.testing.browser import Browser
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.common.by import By
@@ -20,7 +19,7 @@ from myapp import runs
 from myapp.dashboard import ids
 from myapp.extensions import get_redis, get_store
 from myapp.models import SOURCES, Run
-from tests.faults.procs import Worker
+from myapp.testing import Worker, free_port, pending_run, wait_for
 
 CHROME_ARGS = (
     "--headless",
@@ -235,13 +234,12 @@ def test_page_fits_a_phone(app, live, dash_duo):
 
 @pytest.fixture
 def prefork_worker(app, tmp_path) -> Iterator[None]:
-    worker = Worker(app, f"dash-prefork-{free_port()}", tmp_path, concurrency=1)
-    worker.start()
+    worker = Worker.for_app(app, f"dash-prefork-{free_port()}", tmp_path, 1)
     try:
         app.config["PREFORK_WORKER"] = f"{worker.name}@{socket.gethostname()}"
         yield
     finally:
-        worker.stop()
+        worker.kill()
 
 
 def test_worker_from_wsgi_registers_every_background_callback(app, prefork_worker):

@@ -7,13 +7,13 @@ import inspect
 import json
 from types import SimpleNamespace
 
-from conftest import as_user, free_port, pending_run, wait_for
 from dash.background_callback.managers import BaseBackgroundCallbackManager
 
 from myapp import runs
 from myapp.dashboard import core
 from myapp.extensions import db, get_store
 from myapp.models import ACTIVE_STATES, Run
+from myapp.testing import as_user, free_port, pending_run, wait_for
 
 
 def job_closure(celery_app, name):

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import free_port, wait_for, wait_for_state
 from sqlalchemy import create_engine, inspect, select
 
 from myapp.extensions import db
 from myapp.models import Run
+from myapp.testing import free_port, wait_for, wait_for_state
 
 ROOT = Path(__file__).resolve().parents[1]
 # Heroku, Render and Kubernetes send SIGKILL 30 s after SIGTERM.

@@ -10,11 +10,10 @@ from importlib.metadata import version
 
 import pytest
 import redis
-from conftest import as_user
-from faults.procs import ShippedRedis
 from flask import session
 
 from myapp import create_app
+from myapp.testing import RedisServer, as_user
 
 
 def start(client, task="generate_data", **body):
@@ -152,7 +151,7 @@ def test_celery_accepts_only_json_and_limits_every_task(app):
 
 
 def test_shipped_redis_is_durable_and_local(tmp_path):
-    server = ShippedRedis(tmp_path)
+    server = RedisServer(tmp_path)
     server.start()
     try:
         config = server.client().config_get("*")

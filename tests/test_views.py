@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from html import unescape
 
 import pytest
-from conftest import free_port, pending_run, sign_in, wait_for, wait_for_state
 from sqlalchemy import func, select
 from werkzeug.serving import make_server
 
@@ -18,6 +17,7 @@ from myapp import runs
 from myapp.extensions import db
 from myapp.models import Run
 from myapp.store import CATEGORIES
+from myapp.testing import free_port, pending_run, sign_in, wait_for, wait_for_state
 from myapp.web.errors import CSRF_MESSAGE
 
 
