@@ -19,7 +19,7 @@ from myapp import runs
 from myapp.dashboard import ids
 from myapp.extensions import get_redis, get_store
 from myapp.models import SOURCES, Run
-from myapp.testing import Worker, free_port, pending_run, wait_for
+from myapp.testing import Worker, free_port, pending_run, sign_in, wait_for
 
 CHROME_ARGS = (
     "--headless",
@@ -57,8 +57,11 @@ def serve(app) -> Iterator[str]:
 
 
 @pytest.fixture
-def live(app, worker) -> Iterator[str]:
-    yield from serve(app)
+def live(app, worker, dash_duo, browser_login) -> Iterator[str]:
+    """The app served, and the browser signed in as an admin."""
+    for base in serve(app):
+        sign_in(dash_duo.driver, base, *browser_login)
+        yield base
 
 
 def open_main(dash_duo: Browser, base: str) -> None:
@@ -252,8 +255,10 @@ def test_worker_from_wsgi_registers_every_background_callback(app, prefork_worke
 
 
 @pytest.fixture
-def live_prefork(app, prefork_worker) -> Iterator[str]:
-    yield from serve(app)
+def live_prefork(app, prefork_worker, dash_duo, browser_login) -> Iterator[str]:
+    for base in serve(app):
+        sign_in(dash_duo.driver, base, *browser_login)
+        yield base
 
 
 def test_background_cancel_terminates_the_job_and_ends_revoked(
