@@ -4,11 +4,14 @@ process started from wsgi.py where Dash's terminate-on-cancel needs one)."""
 
 from __future__ import annotations
 
+import base64
+import json
 import socket
 import threading
 from collections.abc import Iterator
 
 import pytest
+import redis
 from celery.beat import Scheduler
 from dash.testing.browser import Browser
 from selenium.webdriver.chrome.options import Options
@@ -283,3 +286,81 @@ def test_background_cancel_terminates_the_job_and_ends_revoked(
         assert get_store().total() == 0
     dash_duo.driver.get(base + "/dash/history")
     dash_duo.wait_for_contains_text(f"#{ids.HISTORY_GRID}", "REVOKED")
+
+
+# -- no credentials in Redis ----------------------------------------------------------
+
+
+def redis_texts(client) -> list[str]:
+    """Every value of every key (all types), with kombu's base64 message bodies
+    decoded, as text to search."""
+    texts = []
+    for key in client.scan_iter(count=1000):
+        kind = client.type(key)
+        if kind == "string":
+            values = [client.get(key)]
+        elif kind == "list":
+            values = client.lrange(key, 0, -1)
+        elif kind == "hash":
+            values = [x for pair in client.hgetall(key).items() for x in pair]
+        elif kind == "set":
+            values = list(client.smembers(key))
+        elif kind == "zset":
+            values = client.zrange(key, 0, -1)
+        elif kind == "stream":
+            values = [str(entry) for entry in client.xrange(key)]
+        else:
+            values = []
+        texts.append(key)
+        for value in values:
+            texts.extend(_decoded(value or ""))
+    return texts
+
+
+def _decoded(text: str) -> list[str]:
+    """The text, and the bodies of the kombu messages in it (base64 JSON)."""
+    found = [text]
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return found
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+            encoding = (item.get("properties") or {}).get("body_encoding")
+            if encoding == "base64" and isinstance(item.get("body"), str):
+                found.append(base64.b64decode(item["body"]).decode(errors="replace"))
+    return found
+
+
+def test_no_cookie_password_or_token_in_redis_during_a_background_run(
+    app, live, dash_duo, browser_login, make_user
+):
+    _, password = browser_login
+    _, token = make_user("operator")
+    session_cookie = dash_duo.driver.get_cookie("session")["value"]
+    open_main(dash_duo, live)
+    fill_and_run(dash_duo, "5", "6", "background")
+    wait_for(lambda: status(dash_duo).startswith(("STARTED", "PROGRESS")), 40, 0.1)
+    wait_for(lambda: 0 < progress(dash_duo)[0] < 5, 30, 0.1)
+    # An API call with the token while the job runs.
+    assert app.test_client(token=token).get("/api/runs").status_code == 200
+
+    client = redis.Redis.from_url(app.config["REDIS_URL"], decode_responses=True)
+    texts = redis_texts(client)
+    everything = "\n".join(texts)
+    # The scan sees the job's message (the job is running: unacked) and its progress.
+    assert "background_callback_" in everything
+    assert any('"run_id"' in t for t in texts)
+    for secret, what in (
+        (session_cookie, "session cookie"),
+        (password, "password"),
+        (token, "API token"),
+    ):
+        assert secret not in everything, f"{what} found in Redis"
+    assert "Cookie" not in everything and "Authorization" not in everything
+    wait_status(dash_duo, "SUCCESS")
