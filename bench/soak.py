@@ -57,8 +57,16 @@ def rss_mib(launcher: Launcher) -> dict[str, float]:
 class Load:
     """Client threads; each request's kind, status and latency are recorded."""
 
-    def __init__(self, base: str, seconds: float, threads: int, think: float):
+    def __init__(
+        self,
+        base: str,
+        seconds: float,
+        threads: int,
+        think: float,
+        headers: dict[str, str],
+    ):
         self.base = base
+        self.headers = headers
         self.until = time.monotonic() + seconds
         self.threads = threads
         self.think = think
@@ -71,7 +79,9 @@ class Load:
 
     def request(self, kind: str, method: str, path: str, body: Any = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.base + path, data=data, method=method)
+        req = urllib.request.Request(
+            self.base + path, data=data, method=method, headers=self.headers
+        )
         if data is not None:
             req.add_header("Content-Type", "application/json")
         began = time.perf_counter()
@@ -234,11 +244,13 @@ def main(argv: list[str] | None = None) -> int:
             DATABASE_URL=database, START_RATE_LIMIT="100000/minute"
         ) as launcher:
             keys = stack.redis()
+            # Every route but the probes needs a user: the bench admin's token.
+            auth = stack.user(database).headers
             # Warm up (imports, first Dash render) before the "start" snapshot.
-            warm = Load(launcher.url, 5, 1, 0.05)
+            warm = Load(launcher.url, 5, 1, 0.05, auth)
             warm.run()
             start = {"rss_mib": rss_mib(launcher), "redis_keys": keys.dbsize()}
-            load = Load(launcher.url, args.minutes * 60, args.threads, args.think)
+            load = Load(launcher.url, args.minutes * 60, args.threads, args.think, auth)
             load.run_ids = list(warm.run_ids)
             began = time.monotonic()
             load.run()

@@ -639,3 +639,31 @@ def test_a_finished_run_followed_by_its_owner(app, worker, make_user):
     done = wait_for_state(client, run["id"], ("SUCCESS", "FAILURE"))
     assert done["state"] == "SUCCESS" and done["created_by"] == name
     assert client.delete(run["status_url"]).status_code == 409
+
+
+def test_dash_calls_with_a_session_need_the_csrf_cookie_token(app, browser_client):
+    page = browser_client.get("/dash/")
+    assert page.status_code == 200
+    cookie = browser_client.get_cookie("_csrf_token", path="/dash/")
+    assert cookie is not None and not cookie.http_only
+    assert cookie.same_site == "Strict"
+    body = {
+        "output": "schedule-info.children",
+        "outputs": {"id": "schedule-info", "property": "children"},
+        "inputs": [{"id": "schedule-interval", "property": "n_intervals", "value": 1}],
+        "changedPropIds": ["schedule-interval.n_intervals"],
+    }
+    refused = browser_client.post("/dash/_dash-update-component", json=body)
+    assert refused.status_code == 400
+    answered = browser_client.post(
+        "/dash/_dash-update-component",
+        json=body,
+        headers={"X-CSRFToken": cookie.value},
+    )
+    assert answered.status_code == 200, answered.text
+    assert "Scheduled: generate_data every" in answered.text
+    # With a bearer token (no cookie can carry one) no CSRF token is needed.
+    assert (
+        app.test_client().post("/dash/_dash-update-component", json=body).status_code
+        == 200
+    )

@@ -81,11 +81,23 @@ def start_run(
     return run, True
 
 
-def rerun(run: Run, *, source: str, requester: Requester) -> Run:
+def rerun(
+    run: Run,
+    *,
+    source: str,
+    requester: Requester,
+    idempotency_key: str | None = None,
+) -> tuple[Run, bool]:
     """Start a new run of `run`'s task with its parameters: the same checks as any
-    start (role, validation against today's bounds, every limit)."""
-    new_run, _ = start_run(run.task, run.params, source=source, requester=requester)
-    return new_run
+    start (role, validation against today's bounds, every limit). Returns what
+    `start_run` does."""
+    return start_run(
+        run.task,
+        run.params,
+        source=source,
+        requester=requester,
+        idempotency_key=idempotency_key,
+    )
 
 
 def _same_request(

@@ -73,19 +73,21 @@ def user_for_token(token: str) -> User | None:
     """The enabled user a live token belongs to, or None."""
     if not token.startswith(PREFIX) or len(token) > 200:
         return None
+    # One indexed lookup; only the user becomes an ORM object (it is what the
+    # request carries as current_user).
     found = db.session.execute(
-        select(ApiToken, User)
-        .join(User, ApiToken.user_id == User.id)
+        select(User, ApiToken.id, ApiToken.last_used_at)
+        .join(ApiToken, ApiToken.user_id == User.id)
         .where(ApiToken.token_hash == token_hash(token))
         .where(ApiToken.revoked_at.is_(None), User.disabled.is_(False))
     ).first()
     if found is None:
         return None
-    api_token, user = found
+    user, token_id, last_used_at = found
     now = utcnow()
-    if api_token.last_used_at is None or (
-        now - api_token.last_used_at > LAST_USED_RESOLUTION
-    ):
-        api_token.last_used_at = now
+    if last_used_at is None or now - last_used_at > LAST_USED_RESOLUTION:
+        db.session.execute(
+            update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=now)
+        )
         db.session.commit()
     return user

@@ -62,7 +62,9 @@ def cancel_run(run_id: str):
 
 @bp.post("/runs/<run_id>/rerun")
 def rerun(run_id: str):
-    run = runs.rerun(_run_or_404(run_id), source="api", requester=current_requester())
+    run, _ = runs.rerun(
+        _run_or_404(run_id), source="api", requester=current_requester()
+    )
     return _accepted(run)
 
 

@@ -234,19 +234,16 @@ def cancel_run(run_id: str):
 
 @bp.post("/runs/<run_id>/rerun")
 def rerun(run_id: str):
-    """ "Run again": a new run of the same task with the same parameters. The form's
-    one-time key makes a resubmitted form return the run it started."""
+    """The run page's Run again: a new run of the same task with the same
+    parameters. The form's one-time key makes a resubmitted form return the run it
+    started."""
     run = _run_or_404(run_id)
     key = request.form.get(KEY_FIELD) or None
     if key is not None and len(key) > MAX_IDEMPOTENCY_KEY_LENGTH:
         abort(400, description=f"{KEY_FIELD} is too long.")
     try:
-        new_run, created = runs.start_run(
-            run.task,
-            run.params,
-            source="web",
-            requester=current_requester(),
-            idempotency_key=key,
+        new_run, created = runs.rerun(
+            run, source="web", requester=current_requester(), idempotency_key=key
         )
     except ValidationError as exc:
         # Parameters that today's bounds refuse (MAX_ROWS_PER_RUN lowered since).
