@@ -667,3 +667,16 @@ def test_dash_calls_with_a_session_need_the_csrf_cookie_token(app, browser_clien
         app.test_client().post("/dash/_dash-update-component", json=body).status_code
         == 200
     )
+
+
+def test_an_idempotency_key_belongs_to_the_user_who_sent_it(app, make_user):
+    _, token = make_user("operator")
+    headers = {"Idempotency-Key": "nightly-1"}
+    first = start(app.test_client(), headers=headers)
+    assert (
+        start(app.test_client(), headers=headers).get_json()["id"]
+        == (first.get_json()["id"])
+    )
+    other = start(app.test_client(token=token), headers=headers)
+    assert other.status_code == 422
+    assert other.get_json()["error"]["code"] == "idempotency_key_reused"

@@ -68,14 +68,14 @@ def start_run(
     if idempotency_key is not None:
         existing = _by_idempotency_key(idempotency_key)
         if existing is not None:
-            return _same_request(existing, definition, params), False
+            return _same_request(existing, definition, params, requester), False
     _limit_rate(requester)
     _limit_active(definition)
     run = _insert(definition, params, source, idempotency_key, requester.name)
     if run is None:  # the same key committed by a concurrent request
         existing = _by_idempotency_key(idempotency_key or "")
         assert existing is not None
-        return _same_request(existing, definition, params), False
+        return _same_request(existing, definition, params, requester), False
     if send_message and not send(run.id, definition.name, params, source):
         undispatched(run.id)
     return run, True
@@ -101,10 +101,18 @@ def rerun(
 
 
 def _same_request(
-    existing: Run, definition: TaskDefinition, params: dict[str, Any]
+    existing: Run,
+    definition: TaskDefinition,
+    params: dict[str, Any],
+    requester: Requester,
 ) -> Run:
-    """A key names one request: reusing it for another one is a client bug."""
-    if existing.task != definition.name or existing.params != params:
+    """A key names one request of one user: reusing it for another request is a
+    client bug, and another user's key is not theirs to replay."""
+    if (
+        existing.task != definition.name
+        or existing.params != params
+        or existing.created_by != requester.name
+    ):
         raise IdempotencyConflict(existing.id)
     return existing
 
