@@ -22,7 +22,14 @@ from myapp import runs
 from myapp.dashboard import ids
 from myapp.extensions import get_redis, get_store
 from myapp.models import SOURCES, Run
-from myapp.testing import Worker, free_port, pending_run, sign_in, wait_for
+from myapp.testing import (
+    BROWSER_PASSWORD,
+    Worker,
+    free_port,
+    pending_run,
+    sign_in,
+    wait_for,
+)
 
 CHROME_ARGS = (
     "--headless",
@@ -364,3 +371,27 @@ def test_no_cookie_password_or_token_in_redis_during_a_background_run(
         assert secret not in everything, f"{what} found in Redis"
     assert "Cookie" not in everything and "Authorization" not in everything
     wait_status(dash_duo, "SUCCESS")
+
+
+# -- roles ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["background", "queued"])
+def test_a_viewer_cannot_start_from_dash_and_an_operator_can(
+    app, live, dash_duo, make_user, mode
+):
+    viewer, _ = make_user("viewer", password=BROWSER_PASSWORD)
+    sign_in(dash_duo.driver, live, viewer, BROWSER_PASSWORD)
+    open_main(dash_duo, live)
+    fill_and_run(dash_duo, "2", "0", mode)
+    refused = wait_status(dash_duo, "Not started")
+    assert "needs the operator role" in refused
+    assert dash_runs(app, f"dash-{mode}") == []
+
+    operator, _ = make_user("operator", password=BROWSER_PASSWORD)
+    sign_in(dash_duo.driver, live, operator, BROWSER_PASSWORD)
+    open_main(dash_duo, live)
+    fill_and_run(dash_duo, "2", "0", mode)
+    wait_status(dash_duo, "SUCCESS")
+    (run,) = dash_runs(app, f"dash-{mode}")
+    assert run.created_by == operator
