@@ -150,6 +150,32 @@ def test_run_moves_progress_then_succeeds_and_grid_grows(app, live, dash_duo, mo
         assert get_store().run_span(run.id) == (1, 6)
 
 
+def job_polls(dash_duo: Browser) -> list[float]:
+    """Start times (ms) of the page's polls of a background job since the last
+    `performance.clearResourceTimings()`."""
+    return dash_duo.driver.execute_script(
+        """
+        return performance.getEntriesByType('resource')
+            .filter((e) => /_dash-update-component\\?(.*&)?job=/.test(e.name))
+            .map((e) => e.startTime);
+        """
+    )
+
+
+def test_background_polls_back_off_as_the_run_ages(app, live, dash_duo):
+    open_main(dash_duo, live)
+    dash_duo.driver.execute_script(
+        "performance.setResourceTimingBufferSize(5000); "
+        "performance.clearResourceTimings();"
+    )
+    fill_and_run(dash_duo, "5", "10", "background")
+    assert "appended 5 rows" in wait_status(dash_duo, "SUCCESS")
+    polls = job_polls(dash_duo)
+    # Every 100 ms for ten seconds would be about 80 polls (less the answers' own
+    # time); backing off to a tenth of the job's age, capped at 1 s, about 35.
+    assert 5 < len(polls) < 50
+
+
 def test_queued_cancel_ends_revoked_and_history_says_so(app, live, dash_duo):
     open_main(dash_duo, live)
     fill_and_run(dash_duo, "5", "30", "queued")
@@ -240,6 +266,46 @@ def test_page_fits_a_phone(app, live, dash_duo):
     assert width <= viewport
     bar = dash_duo.find_element(f"#{ids.RUN_PROGRESS}")
     assert bar.tag_name == "progress" and bar.size["width"] > 0.8 * viewport - 60
+
+
+def test_flask_and_dash_pages_share_one_navigation_bar(app, live, dash_duo):
+    """The same links, in the same order, drawn by the same stylesheet."""
+    seen = {}
+    for path in ("/", "/runs", "/dash/", "/dash/history"):
+        dash_duo.driver.get(live + path)
+        dash_duo.wait_for_element("header.site nav a")
+        if path.startswith("/dash/"):
+            dash_duo.wait_for_element(f"#{ids.PAGE} h1")
+        seen[path] = dash_duo.driver.execute_script(
+            """
+            const header = document.querySelector('header.site');
+            const nav = [...header.querySelectorAll('nav a')];
+            return {
+                links: nav.map((a) => [a.textContent.trim(), a.getAttribute('href')]),
+                current: nav.filter((a) => a.getAttribute('aria-current') === 'page')
+                    .map((a) => a.getAttribute('href')),
+                background: getComputedStyle(header).backgroundColor,
+                font: getComputedStyle(document.body).fontFamily,
+                footer: !!document.querySelector('footer.site'),
+            };
+            """
+        )
+    links = [
+        ["myapp", "/"],
+        ["Tasks", "/"],
+        ["Runs", "/runs"],
+        ["Dash", "/dash/"],
+        ["Dash history", "/dash/history"],
+        ["API", "/api/openapi.json"],
+    ]
+    for path, page in seen.items():
+        assert page["links"] == links, path
+        assert page["current"] == [path], path  # the page's own link is marked
+        assert page["footer"], path
+        assert (page["background"], page["font"]) == (
+            seen["/"]["background"],
+            seen["/"]["font"],
+        ), path
 
 
 # -- a prefork worker process built from wsgi.py, like production ---------------------

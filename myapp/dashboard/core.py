@@ -8,6 +8,7 @@ import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from enum import StrEnum
 from typing import Any
 
 import plotly.graph_objects as go
@@ -16,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from myapp import runs
+from myapp.dashboard import polling
 from myapp.extensions import db, get_redis, get_store
 from myapp.models import Run, isoformat, utcnow
 from myapp.tasks import ProgressHook, ValidationError, get_definition
@@ -30,6 +32,25 @@ WAITING_WARN_SECONDS = 10
 GIVE_UP_SECONDS = 300
 HISTORY_LIMIT = 200
 OUTCOME_COLOURS = {"SUCCESS": "#2e7d32", "FAILURE": "#c62828", "REVOKED": "#757575"}
+
+
+class Mode(StrEnum):
+    """How the main page runs generate_data: the values of its mode selector."""
+
+    # A Dash background callback runs the admitted run inside its Celery job.
+    BACKGROUND = "background"
+    # A regular callback admits and sends the run; the page polls its row.
+    QUEUED = "queued"
+
+    @property
+    def source(self) -> str:
+        """The run's `source` in the history."""
+        return f"dash-{self.value}"
+
+    @classmethod
+    def parse(cls, value: Any) -> Mode:
+        """The selector's value; anything unknown is the default, background."""
+        return cls.QUEUED if value == cls.QUEUED.value else cls.BACKGROUND
 
 
 # -- starting -----------------------------------------------------------------
@@ -58,7 +79,7 @@ def form_params(rows: Any, seconds: Any) -> dict[str, Any]:
     return raw
 
 
-def start(raw: Mapping[str, Any], *, mode: str) -> Started:
+def start(raw: Mapping[str, Any], *, mode: Mode | str) -> Started:
     """Admit a run of generate_data exactly as the API does.
 
     Queued mode sends its Celery message; background mode records the run and hands
@@ -66,9 +87,9 @@ def start(raw: Mapping[str, Any], *, mode: str) -> Started:
     does, the reaper sends it as a message). Nothing is started while the broker is
     down in background mode: Dash could not send the job.
     """
-    source = "dash-queued" if mode == "queued" else "dash-background"
+    mode = Mode(mode)
     try:
-        if mode != "queued" and not broker_reachable():
+        if mode is Mode.BACKGROUND and not broker_reachable():
             return Started(
                 message="FAILURE: the broker is unreachable, so no background run "
                 "was started. Try again when it is back, or use queued mode."
@@ -76,10 +97,10 @@ def start(raw: Mapping[str, Any], *, mode: str) -> Started:
         run, _ = runs.start_run(
             TASK,
             raw,
-            source=source,
+            source=mode.source,
             requester=current_requester(),
             from_text=True,
-            send_message=mode == "queued",
+            send_message=mode is Mode.QUEUED,
         )
     except ValidationError as exc:
         return Started(field_errors=exc.fields)
@@ -118,14 +139,14 @@ def execute_background(
     Every outcome ends in the row; the finished row is returned.
     """
     run = runs.get_run(run_id)
-    if run is None or run.source != "dash-background":
+    if run is None or run.source != Mode.BACKGROUND.source:
         return None
     try:
         runs.execute_run(
             get_definition(run.task),
             run_id,
             run.params,
-            source="dash-background",
+            source=Mode.BACKGROUND.source,
             worker=worker,
             on_progress=on_progress,
             adopt=False,
@@ -151,7 +172,7 @@ def worker_name() -> str:
 # -- describing runs ------------------------------------------------------------------
 
 
-def describe(run: Run | None, *, mode: str) -> str:
+def describe(run: Run | None, *, mode: Mode | str) -> str:
     """One honest line about a run: what it is doing or how it ended."""
     if run is None:
         return "FAILURE: the run is not in the history (was it pruned?)."
@@ -186,24 +207,12 @@ def describe(run: Run | None, *, mode: str) -> str:
     return f"{run.state}: {label} is running{progress}."
 
 
-# A polled callback slower than its interval has its responses dropped by the
-# renderer (plotly/dash#1613): the next poll waits at least this many times as long
-# as the last one took.
-POLL_SLOWDOWN = 3
-MAX_POLL_MS = 5000
-# A queued run is polled fast while young, then less often: a tenth of its age,
-# capped at a second, so a ten-minute run costs hundreds of polls, not thousands.
-MIN_POLL_MS = 100
-AGED_POLL_MS = 1000
-
-
 def poll_interval_ms(run: Run | None, took_ms: float) -> int:
-    """The next poll interval of a queued run's page."""
+    """The next poll interval of a queued run's page (see `polling`)."""
     age_ms = 0.0
     if run is not None:
         age_ms = (utcnow() - run.created_at).total_seconds() * 1000
-    interval = max(MIN_POLL_MS, min(AGED_POLL_MS, age_ms / 10), POLL_SLOWDOWN * took_ms)
-    return int(min(MAX_POLL_MS, interval))
+    return polling.run_poll_ms(age_ms, took_ms)
 
 
 def progress_of(run: Run | None) -> tuple[str, str, str]:
@@ -246,31 +255,35 @@ def schedule_line() -> str:
 # -- the data grid --------------------------------------------------------------------
 
 
-def grid_block(request: Mapping[str, Any] | None, max_block: int = 1000) -> dict:
-    """One block for the infinite row model: `getRowsRequest` -> `getRowsResponse`."""
-    request = request or {}
+def grid_block(request: Any, max_block: int = 1000) -> dict:
+    """One block for the infinite row model: `getRowsRequest` -> `getRowsResponse`.
+    Anything in the request that is not what AG Grid sends counts as absent."""
+    request = request if isinstance(request, Mapping) else {}
     start = _bounded_int(request.get("startRow"), 0, 10**9)
     end = _bounded_int(request.get("endRow"), start, start + max_block)
     sort, order = "created_at", "desc"
-    for item in request.get("sortModel") or []:
-        if item.get("colId") in ("value", "created_at", "id") and item.get("sort") in (
-            "asc",
-            "desc",
-        ):
+    sort_model = request.get("sortModel")
+    for item in sort_model if isinstance(sort_model, list) else []:
+        if not isinstance(item, Mapping):
+            continue
+        column, direction = item.get("colId"), item.get("sort")
+        if column in ("value", "created_at", "id") and direction in ("asc", "desc"):
             # Ids are given in creation order, so sorting by id is sorting by time.
-            sort = "value" if item["colId"] == "value" else "created_at"
-            order = item["sort"]
+            sort = "value" if column == "value" else "created_at"
+            order = direction
             break
     page = get_store().page(offset=start, limit=end - start, sort=sort, order=order)
     return {"rowData": page.rows, "rowCount": page.total}
 
 
 def _bounded_int(value: Any, low: int, high: int) -> int:
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
+    """A whole number clamped to [low, high]; `low` for anything else (text,
+    fractions, Infinity and NaN included)."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if type(value) is not int:
         return low
-    return max(low, min(high, number))
+    return max(low, min(high, value))
 
 
 def data_state() -> tuple[int, int]:

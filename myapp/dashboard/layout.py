@@ -6,16 +6,15 @@ import dash_ag_grid as dag
 from dash import dcc, html
 
 from myapp.dashboard import ids
+from myapp.dashboard.core import Mode
+from myapp.dashboard.polling import (
+    DATA_POLL_MS,
+    HISTORY_POLL_MS,
+    RUN_POLL_MS,
+    SCHEDULE_POLL_MS,
+)
 from myapp.models import SOURCES, STATES
 from myapp.tasks import TASK_NAMES
-
-# How often the page asks the store's change counter, and a queued run's row.
-DATA_POLL_MS = 2000
-# The first polls of a queued run come fast (a 0-second run reports in ~0.1 s);
-# core.poll_interval_ms backs off as the run ages.
-RUN_POLL_MS = 100
-SCHEDULE_POLL_MS = 5000
-HISTORY_POLL_MS = 2000
 
 DATA_COLUMNS = [
     {"field": "id", "headerName": "#", "maxWidth": 110, "sortable": False},
@@ -55,21 +54,11 @@ HISTORY_COLUMNS = [
 
 
 def shell() -> html.Div:
-    """Same for every path: navigation, the router target and the page's stores."""
+    """Same for every path: the router and its target. The navigation bar is the
+    site's, around the Dash app (templates/dash.html)."""
     return html.Div(
         className="dash-shell",
-        children=[
-            dcc.Location(id=ids.URL),
-            html.Nav(
-                className="nav",
-                children=[
-                    html.A("myapp", href="/", className="brand"),
-                    dcc.Link("Run tasks", href="/dash/"),
-                    dcc.Link("History", href="/dash/history"),
-                ],
-            ),
-            html.Main(id=ids.PAGE),
-        ],
+        children=[dcc.Location(id=ids.URL), html.Div(id=ids.PAGE)],
     )
 
 
@@ -139,10 +128,10 @@ def _form() -> html.Div:
                     dcc.RadioItems(
                         id=ids.MODE_SELECT,
                         options=[
-                            {"label": "background callback", "value": "background"},
-                            {"label": "queued Celery task", "value": "queued"},
+                            {"label": "background callback", "value": Mode.BACKGROUND},
+                            {"label": "queued Celery task", "value": Mode.QUEUED},
                         ],
-                        value="background",
+                        value=Mode.BACKGROUND,
                         className="radio",
                     ),
                 ],
@@ -150,8 +139,13 @@ def _form() -> html.Div:
             html.Div(
                 className="buttons",
                 children=[
-                    html.Button("Run", id=ids.RUN_BUTTON, className="primary"),
-                    html.Button("Cancel", id=ids.CANCEL_BUTTON, disabled=True),
+                    html.Button("Run", id=ids.RUN_BUTTON),
+                    html.Button(
+                        "Cancel",
+                        id=ids.CANCEL_BUTTON,
+                        className="danger",
+                        disabled=True,
+                    ),
                 ],
             ),
         ],

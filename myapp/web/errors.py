@@ -20,7 +20,9 @@ from myapp.tasks import UnknownTask, ValidationError
 
 log = logging.getLogger(__name__)
 
-_JSON_PREFIXES = ("/api/", "/healthz", "/readyz")
+# Dash's own endpoints (`/dash/_dash-update-component`, its component suites) are
+# read by the Dash renderer, not by people.
+_JSON_PREFIXES = ("/api/", "/healthz", "/readyz", "/dash/_dash-")
 
 CSRF_MESSAGE = (
     "The form expired or was not sent from this site; reload the page and try again."
