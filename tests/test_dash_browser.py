@@ -461,3 +461,92 @@ def test_a_viewer_cannot_start_from_dash_and_an_operator_can(
     wait_status(dash_duo, "SUCCESS")
     (run,) = dash_runs(app, f"dash-{mode}")
     assert run.created_by == operator
+
+
+# -- a signed-in user's runs: followed after a reload, run again from the history --
+
+
+@pytest.mark.parametrize("mode", ["background", "queued"])
+def test_a_reloaded_page_still_follows_the_run_in_flight(
+    app, live, dash_duo, browser_login, mode
+):
+    name, _ = browser_login
+    open_main(dash_duo, live)
+    fill_and_run(dash_duo, "50", "30", mode)
+    wait_for(lambda: 0 < progress(dash_duo)[0] < 50, 40, 0.1)
+    (run,) = dash_runs(app, f"dash-{mode}")
+
+    dash_duo.driver.refresh()
+    dash_duo.wait_for_element_by_id(ids.RUN_BUTTON)
+    # The page picks the run up again from its row: the status names it, the bar
+    # keeps moving, and only cancel is enabled.
+    following = wait_for(
+        lambda: f"{mode} run {run.id[:8]}" in status(dash_duo) and status(dash_duo)
+    )
+    assert following.startswith(("PROGRESS", "STARTED"))
+    seen = progress(dash_duo)[0]
+    wait_for(lambda: progress(dash_duo)[0] > seen, 20, 0.1)
+    assert dash_duo.find_element(f"#{ids.RUN_BUTTON}").get_attribute("disabled")
+    dash_duo.find_element(f"#{ids.CANCEL_BUTTON}").click()
+    assert f"{mode} run {run.id[:8]} was cancelled" in wait_status(dash_duo, "REVOKED")
+    (run,) = dash_runs(app, f"dash-{mode}")
+    assert run.state == "REVOKED" and run.cancelled_by == name
+    wait_for(
+        lambda: (
+            not dash_duo.find_element(f"#{ids.RUN_BUTTON}").get_attribute("disabled")
+        )
+    )
+
+
+def history_row(dash_duo: Browser, run_id: str):
+    """The history grid's row of a run (the grid keys rows by run id), or None."""
+    rows = dash_duo.driver.find_elements(
+        By.CSS_SELECTOR,
+        f"#{ids.HISTORY_GRID} .ag-center-cols-container .ag-row[row-id='{run_id}']",
+    )
+    return rows[0] if rows else None
+
+
+def test_history_shows_who_started_each_run_and_runs_one_again(
+    app, live, dash_duo, browser_login, make_user, client
+):
+    name, _ = browser_login
+    operator, token = make_user("operator")
+    mine = client.post(
+        "/api/tasks/generate_data/runs", json={"rows": 3, "seconds": 0}
+    ).get_json()  # the tests' admin
+    theirs = app.test_client(token=token).post(
+        "/api/tasks/summarize_data/runs", json={"category": "beta"}
+    )
+    theirs = theirs.get_json()
+
+    dash_duo.driver.get(live + "/dash/history")
+    wait_for(lambda: history_row(dash_duo, theirs["id"]))
+    assert operator in history_row(dash_duo, theirs["id"]).text
+    dash_duo.select_dcc_dropdown(f"#{ids.HISTORY_CREATED_BY}", value=operator)
+    wait_for(lambda: history_row(dash_duo, mine["id"]) is None)
+    assert history_row(dash_duo, theirs["id"]) is not None
+
+    rerun = dash_duo.find_element(f"#{ids.HISTORY_RERUN}")
+    assert rerun.get_attribute("disabled")
+    history_row(dash_duo, theirs["id"]).click()
+    wait_for(lambda: not rerun.get_attribute("disabled"))
+    rerun.click()
+    dash_duo.wait_for_contains_text(f"#{ids.HISTORY_STATUS}", "Started summarize_data")
+    (again,) = dash_runs(app, "dash-queued")
+    assert again.params == {"category": "beta"} and again.created_by == name
+    # The new run shows up in the grid (the filter is on the operator: clear it).
+    dash_duo.select_dcc_dropdown(f"#{ids.HISTORY_CREATED_BY}", value=name)
+    wait_for(lambda: history_row(dash_duo, again.id))
+
+    # A viewer is told no.
+    viewer, _ = make_user("viewer", password=BROWSER_PASSWORD)
+    sign_in(dash_duo.driver, live, viewer, BROWSER_PASSWORD)
+    dash_duo.driver.get(live + "/dash/history")
+    wait_for(lambda: history_row(dash_duo, theirs["id"]))
+    history_row(dash_duo, theirs["id"]).click()
+    rerun = dash_duo.find_element(f"#{ids.HISTORY_RERUN}")
+    wait_for(lambda: not rerun.get_attribute("disabled"))
+    rerun.click()
+    dash_duo.wait_for_contains_text(f"#{ids.HISTORY_STATUS}", "needs the operator role")
+    assert len(dash_runs(app, "dash-queued")) == 1

@@ -51,8 +51,13 @@ class RunFilter:
             value = getattr(self, name)
             if value is not None and value not in choices:
                 errors[name] = "must be one of " + ", ".join(choices)
-        if self.created_by is not None and len(self.created_by) > USER_NAME_LENGTH:
-            errors["created_by"] = f"must be at most {USER_NAME_LENGTH} characters"
+        if self.created_by is not None and (
+            not isinstance(self.created_by, str)
+            or len(self.created_by) > USER_NAME_LENGTH
+        ):
+            errors["created_by"] = (
+                f"must be a name of at most {USER_NAME_LENGTH} characters"
+            )
         if errors:
             raise ValidationError(errors)
 
