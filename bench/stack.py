@@ -54,6 +54,7 @@ BENCH_ENV = {
     "MAX_ACTIVE_RUNS": str(10**9),
     "START_RATE_LIMIT": "off",
     "APP_ENV": "production",
+    "ALLOWED_HOSTS": "127.0.0.1,localhost",
     "SCHEDULE_SECONDS": "86400",
 }
 

@@ -8,9 +8,10 @@ from flask import current_app
 # access to the values within the .ini file in use.
 config = context.config
 
-# Interpret the config file for Python logging. Loggers that exist already (the
-# app's, when migrations run inside a process that built it, as the tests do) keep
-# working: fileConfig would otherwise disable them for the rest of the process.
+# Interpret the config file for Python logging.
+# This line sets up loggers basically.
+# Loggers that exist already (the app's, when migrations run inside a process that
+# built the app, as the tests do) keep working.
 fileConfig(config.config_file_name, disable_existing_loggers=False)
 logger = logging.getLogger("alembic.env")
 

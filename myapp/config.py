@@ -97,6 +97,14 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("APP_ENV", str, "development", "development, or anything else for HTTPS."),
     Setting(
+        "ALLOWED_HOSTS",
+        str,
+        None,
+        "Host names the site answers to, comma-separated (.example.com: every "
+        "subdomain; ports ignored); other Host headers get 400. Any host in "
+        "development when empty; required when APP_ENV is not development.",
+    ),
+    Setting(
         "INSTANCE_PATH",
         str,
         "instance",
@@ -209,6 +217,16 @@ SETTINGS: tuple[Setting, ...] = (
         app=False,
     ),
     Setting(
+        "WEB_READ_TIMEOUT",
+        int,
+        20,
+        "Seconds a request has to arrive whole (else 408), and a client to make "
+        "progress reading its response; the web worker reads requests before any "
+        "thread sees them.",
+        1,
+        app=False,
+    ),
+    Setting(
         "WORKER_CONCURRENCY",
         int,
         2,
@@ -292,6 +310,15 @@ def from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
     return found
 
 
+def allowed_hosts(value: str | list[str] | tuple[str, ...] | None) -> list[str]:
+    """ALLOWED_HOSTS as a list: from the environment's comma-separated text, or
+    as given (tests)."""
+    if not value:
+        return []
+    names = value.split(",") if isinstance(value, str) else value
+    return [name.strip() for name in names if name.strip()]
+
+
 def engine_options(uri: str) -> dict[str, Any]:
     """Engine settings per backend: SQLite needs patience with concurrent writers."""
     if uri.startswith("sqlite"):
@@ -313,6 +340,17 @@ def finalize(config: dict[str, Any]) -> None:
             "set it to a long "
             "random string shared by every web process."
         )
+    hosts = allowed_hosts(config.get("ALLOWED_HOSTS"))
+    if config["APP_ENV"] != "development" and not hosts:
+        raise RuntimeError(
+            "ALLOWED_HOSTS is required when APP_ENV is not 'development': set it to "
+            "the comma-separated host names the site is served under "
+            "(e.g. 'app.example.com')."
+        )
+    # Kept as the environment writes it, so the config can be handed on as one.
+    config["ALLOWED_HOSTS"] = ",".join(hosts) or None
+    # Flask checks every request's Host against this list (None: any host).
+    config["TRUSTED_HOSTS"] = hosts or None
     if not config.get("SECRET_KEY"):
         # Development only: a random key per start. `make run` sets one for all
         # processes so sessions and Dash's signed job handles agree between them.

@@ -119,6 +119,7 @@ def test_production_refuses_to_start_without_a_secret_key(tmp_path):
         {
             "APP_ENV": "production",
             "SECRET_KEY": "s" * 32,
+            "ALLOWED_HOSTS": "app.example.com",
             "INSTANCE_PATH": str(tmp_path),
         }
     )

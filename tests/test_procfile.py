@@ -94,6 +94,7 @@ def procfile_env(redis_server, database_url, tmp_path) -> dict[str, str]:
         "PYTHONPATH": str(ROOT),
         "APP_ENV": "production",
         "SECRET_KEY": "procfile-test-secret",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "REDIS_URL": redis_server.url,
         "DATABASE_URL": database_url,
         "INSTANCE_PATH": str(tmp_path / "instance"),
@@ -154,8 +155,7 @@ def test_release_migrates_and_web_serves(spawn, tmp_path, app):
         assert web.popen.poll() is None, web.output()
         try:
             return requests.get(url + "/healthz", timeout=2).status_code == 200
-        except (requests.ConnectionError, requests.Timeout):
-            # The socket is bound before gunicorn's worker has built the app.
+        except requests.RequestException:  # not listening yet, or still booting
             return False
 
     wait_for(healthy, timeout=60, interval=0.2)

@@ -31,7 +31,7 @@ def test_secret_key_is_required_outside_development(make_app):
 
 @pytest.mark.parametrize("env, secure", [("production", True), ("development", False)])
 def test_session_cookie_flags(make_app, env, secure):
-    app = make_app(APP_ENV=env)
+    app = make_app(APP_ENV=env, ALLOWED_HOSTS="localhost")
 
     @app.get("/_set-session")
     def _set_session():
@@ -44,7 +44,7 @@ def test_session_cookie_flags(make_app, env, secure):
 
 
 def test_security_headers_on_pages_and_api(make_app):
-    app = make_app(APP_ENV="production")
+    app = make_app(APP_ENV="production", ALLOWED_HOSTS="localhost")
     for path in ("/api/tasks", "/healthz", "/api/runs/nope"):
         headers = app.test_client().get(path).headers
         assert headers["X-Content-Type-Options"] == "nosniff"

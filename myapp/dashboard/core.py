@@ -26,10 +26,9 @@ from myapp.web.security import current_requester
 log = logging.getLogger(__name__)
 
 TASK = "generate_data"
-# A queued run still PENDING after this long gets an explicit warning, and after
-# GIVE_UP_SECONDS the page stops polling it (the run itself is not abandoned).
+# A queued run still PENDING after this long gets an explicit warning (after
+# polling.GIVE_UP_MS the page stops polling it).
 WAITING_WARN_SECONDS = 10
-GIVE_UP_SECONDS = 300
 HISTORY_LIMIT = 200
 OUTCOME_COLOURS = {"SUCCESS": "#2e7d32", "FAILURE": "#c62828", "REVOKED": "#757575"}
 
@@ -280,7 +279,7 @@ def progress_of(run: Run | None) -> tuple[str, str, str]:
 def gave_up_waiting(run: Run) -> bool:
     """A run PENDING this long is left to the history page; the page stops polling."""
     return run.state == "PENDING" and utcnow() - run.created_at > timedelta(
-        seconds=GIVE_UP_SECONDS
+        milliseconds=polling.GIVE_UP_MS
     )
 
 

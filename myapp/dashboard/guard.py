@@ -16,30 +16,25 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import dash
 from dash.exceptions import DependencyException
 from flask import Flask, request
+from werkzeug.exceptions import BadRequest
 
 from myapp.web.errors import ApiError, error_response
+from myapp.web.guards import MAX_JSON_DEPTH
 
 log = logging.getLogger(__name__)
 
-# The renderer's bodies nest about eight deep (body, inputs, a grid request, its
-# sort model); Python's parser recurses per level and fails past ~1,000.
-MAX_JSON_DEPTH = 32
 # Query parameters carrying the handles Dash signs (the page load, a background job
 # and its cached result). Dash compares signatures with hmac.compare_digest, which
 # raises TypeError for non-ASCII text, so anything else is refused first.
 SIGNED_HANDLES = ("endId", "cacheKey", "job", "oldJob", "cancelJob")
 _HANDLE = re.compile(r"[!-~]{1,512}")  # printable ASCII, no space
-# A JSON string, to its closing quote or to the end if it has none: one pass that
-# never retries a start, whatever the escapes.
-_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"?', re.DOTALL)
-_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
-_OPENERS = frozenset(b"[{")
 
 
 # For inputs of background callbacks, (component id, property) -> whether a value
@@ -51,15 +46,11 @@ JobInputChecks = Mapping[tuple[str, str], Callable[[Any], bool]]
 def guard_init_app(
     app: Flask, dash_app: dash.Dash, job_inputs: JobInputChecks | None = None
 ) -> None:
-    """Check every callback request of `dash_app` before Dash reads it."""
+    """Check every callback request of `dash_app` before Dash reads it. Call it
+    once every callback is declared (after Dash's setup, which adds its own)."""
     job_inputs = dict(job_inputs or {})
+    shapes = callback_shapes(dash_app.callback_map)
     endpoint = dash_app.config.requests_pathname_prefix + "_dash-update-component"
-    for callback in dash_app.callback_map.values():
-        for dependency in [*callback["inputs"], *callback["state"]]:
-            # The checks below compare ids as strings; pattern-matching ids (dicts
-            # with wildcards) would need their own rule.
-            if not isinstance(dependency["id"], str):
-                raise TypeError(f"pattern-matching id not checked: {dependency}")
 
     @app.before_request
     def _check_dash_update() -> None:
@@ -67,14 +58,11 @@ def guard_init_app(
             return
         try:
             check_handles(request.args)
-            if nests_too_deep(request.get_data(cache=True)):
-                raise BadDashRequest("body", f"nests deeper than {MAX_JSON_DEPTH}")
-            # Not JSON, or not sent as JSON: Flask answers 400 or 415 itself.
-            body = request.get_json()
-            check_update_request(body, dash_app.callback_map)
+            body = _json_body()
+            shape = check_update_request(body, shapes)
             # Without a cacheKey, Dash starts the job; polls send no input values.
-            if "cacheKey" not in request.args:
-                check_job_inputs(body, dash_app.callback_map, job_inputs)
+            if shape.background and "cacheKey" not in request.args:
+                check_job_inputs(body, job_inputs)
         except BadDashRequest as exc:
             message = f"{exc.field} {exc}"
             log.info("dash: refused a callback request: %s", message)
@@ -87,29 +75,65 @@ def guard_init_app(
         return error_response(404, "not_found", "Dash serves no such file")
 
 
+Pairs = list[tuple[Any, Any]]
+
+
+@dataclass(frozen=True)
+class CallbackShape:
+    """What a request for one server-side callback carries: (id, property) of its
+    outputs, inputs and state, in order."""
+
+    several_outputs: bool
+    outputs: Pairs
+    inputs: Pairs
+    state: Pairs
+    background: bool
+
+
+def callback_shapes(callback_map: Mapping[str, Any]) -> dict[str, CallbackShape | None]:
+    """The shape of each callback of a Dash app's map, None for those that run in
+    the browser (clientside callbacks have no server side)."""
+    shapes: dict[str, CallbackShape | None] = {}
+    for key, callback in callback_map.items():
+        pairs = {
+            field: [(d["id"], d["property"]) for d in callback[field]]
+            for field in ("inputs", "state")
+        }
+        for ident, _ in pairs["inputs"] + pairs["state"]:
+            # Ids are compared as strings; pattern-matching ids (dicts with
+            # wildcards) would need a rule of their own.
+            if not isinstance(ident, str):
+                raise TypeError(f"pattern-matching id not checked: {ident!r}")
+        if "callback" not in callback:
+            shapes[key] = None
+            continue
+        shapes[key] = CallbackShape(
+            several_outputs=key.startswith(".."),
+            outputs=_declared_outputs(key),
+            inputs=pairs["inputs"],
+            state=pairs["state"],
+            background=bool(callback.get("background")),
+        )
+    return shapes
+
+
+def _json_body() -> Any:
+    """The request's JSON (not sent as JSON: Flask's 415)."""
+    try:
+        return request.get_json()
+    except BadRequest:
+        # Not JSON, or nested too deep: the app's parser checks depth first.
+        raise BadDashRequest(
+            "body", f"must be JSON nested at most {MAX_JSON_DEPTH} levels deep"
+        ) from None
+
+
 class BadDashRequest(ValueError):
     """A callback request that does not fit the callback it names."""
 
     def __init__(self, field: str, message: str):
         super().__init__(message)
         self.field = field
-
-
-def nests_too_deep(raw: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
-    """Whether arrays and objects in JSON text nest deeper than `limit`, found
-    without parsing it (so without recursion). Brackets inside strings do not
-    count; unbalanced ones do, as the parser would recurse into them."""
-    if raw.count(b"[") + raw.count(b"{") <= limit:
-        return False  # cannot nest deeper than the brackets it has
-    depth = 0
-    for byte in _STRING.sub(b"", raw).translate(None, _NOT_BRACKETS):
-        if byte in _OPENERS:
-            depth += 1
-            if depth > limit:
-                return True
-        else:
-            depth -= 1
-    return False
 
 
 def check_handles(args: Any) -> None:
@@ -121,32 +145,38 @@ def check_handles(args: Any) -> None:
                 raise BadDashRequest(name, "is not a handle this app issued")
 
 
-def check_update_request(body: Any, callback_map: Mapping[str, Any]) -> None:
-    """Raise BadDashRequest unless `body` is a request for one of the callbacks
-    in `callback_map`, with its outputs, inputs and state, in order."""
+def check_update_request(
+    body: Any, shapes: Mapping[str, CallbackShape | None]
+) -> CallbackShape:
+    """The shape of the callback `body` asks for; BadDashRequest unless the body
+    carries that callback's outputs, inputs and state, in order."""
     if not isinstance(body, dict):
         raise BadDashRequest("body", "must be a JSON object")
     output = body.get("output")
-    if not isinstance(output, str) or output not in callback_map:
+    if not isinstance(output, str) or output not in shapes:
         raise BadDashRequest("output", "must name a callback of this page")
-    callback = callback_map[output]
-    if "callback" not in callback:
+    shape = shapes[output]
+    if shape is None:
         raise BadDashRequest("output", "names a callback that runs in the browser")
-    _check_outputs(body.get("outputs"), output)
-    _check_dependencies("inputs", body.get("inputs"), callback["inputs"])
-    _check_dependencies("state", body.get("state", []), callback["state"])
+    outputs = body.get("outputs")
+    sent = outputs if shape.several_outputs else [outputs]
+    if not isinstance(sent, list) or _pairs(sent) != shape.outputs:
+        raise BadDashRequest("outputs", f"must be the outputs of {output}")
+    for field, declared in (("inputs", shape.inputs), ("state", shape.state)):
+        sent = body.get(field, [])
+        if not isinstance(sent, list) or _pairs(sent) != declared:
+            raise BadDashRequest(
+                field, f"must be {len(declared)} {{id, property, value}}"
+            )
     changed = body.get("changedPropIds", [])
     if not isinstance(changed, list) or not all(isinstance(c, str) for c in changed):
         raise BadDashRequest("changedPropIds", "must be a list of strings")
+    return shape
 
 
-def check_job_inputs(
-    body: dict[str, Any], callback_map: Mapping[str, Any], checks: JobInputChecks
-) -> None:
-    """Raise BadDashRequest if `body` (already checked) would start a background
-    job with an input value its check refuses."""
-    if not callback_map[body["output"]].get("background"):
-        return
+def check_job_inputs(body: dict[str, Any], checks: JobInputChecks) -> None:
+    """Raise BadDashRequest if a request (already checked) that starts a
+    background job carries an input value its check refuses."""
     for item in body["inputs"]:
         check = checks.get((item["id"], item["property"]))
         if check is not None and not check(item.get("value")):
@@ -155,29 +185,15 @@ def check_job_inputs(
             )
 
 
-def _check_outputs(outputs: Any, output: str) -> None:
-    declared = _declared_outputs(output)
-    if output.startswith(".."):
-        sent = outputs if isinstance(outputs, list) else None
-    else:
-        sent = [outputs]
-    if sent is None or [_dependency(o) for o in sent] != declared:
-        raise BadDashRequest("outputs", f"must be the outputs of {output}")
+def _pairs(items: list[Any]) -> Pairs:
+    return [_dependency(item) for item in items]
 
 
-def _check_dependencies(
-    field: str, sent: Any, declared: Sequence[Mapping[str, Any]]
-) -> None:
-    expected = [(d["id"], d["property"]) for d in declared]
-    if not isinstance(sent, list) or [_dependency(d) for d in sent] != expected:
-        raise BadDashRequest(field, f"must be {len(expected)} {{id, property, value}}")
-
-
-def _dependency(item: Any) -> tuple[Any, Any] | None:
+def _dependency(item: Any) -> tuple[Any, Any]:
     """(id, property) of one sent dependency; the property without Dash's
     `@hash` suffix of duplicate outputs."""
     if not isinstance(item, dict):
-        return None
+        return None, None
     prop = item.get("property")
     if isinstance(prop, str):
         prop = prop.split("@", 1)[0]

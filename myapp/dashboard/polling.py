@@ -17,6 +17,9 @@ RUN_POLL_MS = 100
 # A run is then polled every 1/AGE_DIVISOR of its age, up to AGED_POLL_MS.
 AGE_DIVISOR = 10
 AGED_POLL_MS = 1000
+# A queued run still PENDING after this long is left to the history page: its page
+# stops polling it (the run itself is not abandoned).
+GIVE_UP_MS = 300_000
 # The browser forgets a background job it has not polled for this long.
 FORGET_JOB_MS = 60_000
 # A polled callback slower than its interval has its responses dropped by the

@@ -13,7 +13,7 @@ import redis
 from flask import Flask, Response, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import OperationalError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from myapp.runs import IdempotencyConflict, NotAllowed, RunFinished, StartRefused
 from myapp.tasks import UnknownTask, ValidationError
@@ -129,6 +129,16 @@ def errors_init_app(app: Flask) -> None:
     def _redis_down(exc: redis.RedisError):
         log.error("redis unreachable: %s", exc)
         return error_response(503, "redis_unavailable", "the data store is unreachable")
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def _too_large(exc: RequestEntityTooLarge):
+        limit = app.config["MAX_CONTENT_LENGTH"]
+        if limit is not None and (request.content_length or 0) > limit:
+            # The web worker's words for a body it never let through.
+            message = f"the request body is larger than {limit} bytes"
+        else:  # Werkzeug's form limits: too many parts, or a part too long
+            message = "the form has too many fields, or a field that is too long"
+        return error_response(413, "request_entity_too_large", message)
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):

@@ -58,8 +58,13 @@
     }
 
     window.fetch = function (input, init) {
-        const job = jobOf(input);
-        const hold = job === null ? 0 : holdMs(job, Date.now());
+        let hold = 0;
+        try {
+            const job = jobOf(input);
+            hold = job === null ? 0 : holdMs(job, Date.now());
+        } catch (error) {
+            hold = 0; // never let pacing stop a request
+        }
         if (hold <= 0) {
             return sendNow(input, init);
         }
