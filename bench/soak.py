@@ -325,6 +325,11 @@ def main(argv: list[str] | None = None) -> int:
             METRICS_PUBLIC="1",
         ) as launcher:
             keys = stack.redis()
+            # Every route but the probes needs a user: the bench admin's token, for
+            # the API and Dash alike, unless --token names another.
+            if not clients.api_headers:
+                clients.api_headers.update(stack.user(database).headers)
+            clients.browser_headers.update(clients.api_headers)
             # Warm up (imports, first Dash render) before the "start" snapshot.
             warm = Load(launcher.url, 5, 1, 0.05, clients)
             warm.run()

@@ -24,6 +24,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import redis
@@ -58,6 +59,19 @@ BENCH_ENV = {
 }
 
 
+@dataclass(frozen=True)
+class BenchUser:
+    """The admin the load signs in as: every route but the probes needs one."""
+
+    name: str
+    password: str
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
 class Stack:
     """A Redis server, a migrated SQLite database and helpers to start web and worker
     processes for our app or the baseline. Use as a context manager."""
@@ -79,6 +93,7 @@ class Stack:
         self._services: list[Service] = []
         self._migrated = False
         self._app = None
+        self._users: dict[str, BenchUser] = {}
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -138,6 +153,55 @@ class Stack:
         if result.returncode != 0:
             raise RuntimeError("migrations failed:\n" + result.stderr[-3000:])
         self._migrated = True
+
+    def user(self, database_url: str | None = None) -> BenchUser:
+        """An admin `bench` in the (migrated) database, made with the shipped
+        command line: a password for the browser, a token for HTTP loads."""
+        url = database_url or self.database_url
+        if url not in self._users:
+            if url == self.database_url:
+                self.migrate()
+            env = {**self.env(), "DATABASE_URL": url}
+            password = os.urandom(12).hex()
+
+            def flask(*args: str, stdin: str | None = None):
+                return subprocess.run(
+                    [sys.executable, "-m", "flask", "--app", "wsgi", *args],
+                    cwd=ROOT,
+                    env=env,
+                    input=stdin,
+                    capture_output=True,
+                    text=True,
+                    timeout=120,
+                )
+
+            made = flask(
+                "users",
+                "create",
+                "bench",
+                "--role",
+                "admin",
+                "--password-stdin",
+                stdin=password + "\n",
+            )
+            if made.returncode != 0:  # a kept database (BENCH_DATABASE_URL)
+                made = flask(
+                    "users",
+                    "set-password",
+                    "bench",
+                    "--password-stdin",
+                    stdin=password + "\n",
+                )
+            token = flask("users", "token", "bench", "--label", "bench")
+            if made.returncode or token.returncode:
+                raise RuntimeError("bench user: " + made.stderr + token.stderr)
+            self._users[url] = BenchUser("bench", password, token.stdout.strip())
+        return self._users[url]
+
+    @property
+    def auth(self) -> dict[str, str]:
+        """Headers that authenticate an HTTP request to our web as the bench admin."""
+        return self.user().headers
 
     def app(self):
         """Our Flask app, built in this process on the stack's Redis and database,

@@ -118,7 +118,14 @@ SETTINGS: tuple[Setting, ...] = (
         "START_RATE_LIMIT",
         str,
         "60/minute",
-        "Run starts per client, e.g. 60/minute; `off` disables the limit.",
+        "Run starts per user (per address for a caller nobody signed in), e.g. "
+        "60/minute; `off` disables the limit.",
+    ),
+    Setting(
+        "LOGIN_RATE_LIMIT",
+        str,
+        "10/minute",
+        "Sign-in attempts per client address and per user name, e.g. 10/minute.",
     ),
     Setting(
         "MAX_ACTIVE_RUNS",
@@ -301,6 +308,9 @@ def default_config(instance_path: str) -> dict[str, Any]:
             "SESSION_COOKIE_HTTPONLY": True,
             "SESSION_COOKIE_SAMESITE": "Lax",
             "SESSION_COOKIE_SECURE": None,
+            # A CSRF token is valid as long as its session: Dash pages and forms stay
+            # open for hours, and the session (not the clock) is what it binds to.
+            "WTF_CSRF_TIME_LIMIT": None,
             "JSON_SORT_KEYS": False,
         }
     )

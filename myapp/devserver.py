@@ -3,8 +3,10 @@
 Reads `.env` like the `flask` command does (a variable already in the environment
 wins), starts an embedded Redis when REDIS_URL is unset (bound to 127.0.0.1,
 append-only file under instance/ so data survives a restart), applies migrations,
-then runs the Procfile's web, worker, maintenance and beat together under honcho,
-all counting into one fresh Prometheus directory. Ctrl-C stops everything.
+creates an `admin` user with a generated password when there is no user at all (and
+prints how to sign in), then runs the Procfile's web, worker, maintenance and beat
+together under honcho, all counting into one fresh Prometheus directory. Ctrl-C
+stops everything.
 """
 
 from __future__ import annotations
@@ -120,6 +122,42 @@ def read_env(path: Path, environ: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
+FIRST_ADMIN = "admin"
+
+
+def _first_admin(env: dict[str, str], url: str) -> str:
+    """With no user yet, create `admin` with a generated password and say how to
+    sign in; otherwise how to get back in. The password is printed here only, once:
+    it is stored as a hash."""
+    command = ["users", "create", FIRST_ADMIN, "--role", "admin", "--if-no-users"]
+    created = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "wsgi", *command],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    password = next(
+        (
+            line.removeprefix("password: ")
+            for line in created.splitlines()
+            if line.startswith("password: ")
+        ),
+        None,
+    )
+    if password is None:
+        return (
+            "  Sign in with your user. Lost the password? "
+            ".venv/bin/flask --app wsgi users set-password NAME\n"
+        )
+    return (
+        f"  First start: sign in at {url}login as {FIRST_ADMIN!r}, "
+        f"password {password}\n"
+        "  (shown once; a new one: .venv/bin/flask --app wsgi users set-password "
+        f"{FIRST_ADMIN})\n"
+    )
+
+
 def _interrupt(signum: int, _frame: Any) -> None:
     raise KeyboardInterrupt
 
@@ -156,11 +194,13 @@ def main() -> int:
             env=env,
             check=True,
         )
+        url = f"http://127.0.0.1:{env['PORT']}/"
         print(
-            f"\n  myapp is starting at http://127.0.0.1:{env['PORT']}/"
-            f"  (Dash: /dash/, API: /api/tasks)  Ctrl-C stops everything.\n",
+            f"\n  myapp is starting at {url}"
+            f"  (Dash: /dash/, API: /api/tasks)  Ctrl-C stops everything.",
             flush=True,
         )
+        print(_first_admin(env, url), flush=True)
         honcho = subprocess.Popen(
             [
                 sys.executable,

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import redis
+from flask.testing import FlaskClient
 
 from myapp import PROJECT_ROOT
 from myapp.config import ENVIRONMENT_NAMES, SETTINGS
@@ -37,7 +38,7 @@ from myapp.devserver import start_redis
 if TYPE_CHECKING:
     import psutil
     from flask import Flask
-    from flask.testing import FlaskClient
+    from flask.ctx import RequestContext
 
     from myapp.models import Run
     from myapp.runs.reaper import ReapReport
@@ -140,6 +141,52 @@ def settle(
     done = wait_for(finished, timeout, interval=0.5, what="every run finished")
     reaped = {i for r in reports for i in (*r.resent, *r.failed)}
     return done, reaped
+
+
+# -- signing in -----------------------------------------------------------------------
+
+# The password of the users tests sign in with through the /login form.
+BROWSER_PASSWORD = "correct horse battery"
+
+
+class TokenClient(FlaskClient):
+    """A test client that sends `Authorization: Bearer <token>` on every request:
+    `default_token` unless `token=` says otherwise (None: an anonymous caller)."""
+
+    default_token: str | None = None
+
+    def __init__(self, *args: Any, token: str | None = "default", **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        if token == "default":
+            token = self.default_token
+        if token is not None:
+            self.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+
+    @classmethod
+    def calling_as(cls, token: str | None) -> type[TokenClient]:
+        """The class of clients that call with `token` unless told otherwise."""
+        return type("TokenClient", (cls,), {"default_token": token})
+
+
+def as_user(app: Flask, token: str | None = None) -> RequestContext:
+    """A request context whose caller is the user of `token` (the app's test
+    clients' by default), for code that reads the signed-in user outside a request
+    sent by a client (Dash's callback core)."""
+    token = token or getattr(app.test_client_class, "default_token", None)
+    return app.test_request_context(headers={"Authorization": f"Bearer {token}"})
+
+
+def sign_in(driver: Any, base_url: str, name: str, password: str) -> None:
+    """Sign in through the /login form in a real browser (Selenium), as a person
+    would; wait to be let in."""
+    driver.get(base_url + "/login")
+    # Cookies ignore ports: drop whatever an earlier test's server left.
+    driver.delete_all_cookies()
+    driver.get(base_url + "/login")
+    driver.find_element("id", "username").send_keys(name)
+    driver.find_element("id", "password").send_keys(password)
+    driver.find_element("css selector", "#login-form button").click()
+    wait_for(lambda: "/login" not in driver.current_url, what="signed in")
 
 
 # -- environments ---------------------------------------------------------------------

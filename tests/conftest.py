@@ -4,7 +4,11 @@ Nothing is simulated: runs go through the broker to an embedded worker thread
 (`celery.contrib.testing.worker.start_worker`), and the data lands in Redis.
 Set TEST_DATABASE_URL to run the same suite on PostgreSQL. Fixtures live here; the
 plain helpers (free_port, wait_for, wait_for_state, pending_run, the process
-classes) are in `myapp.testing`, shared with tests/faults and bench/.
+classes, signing in) are in `myapp.testing`, shared with tests/faults and bench/.
+
+Every app's test client calls as the admin `admin` with an API token unless told
+otherwise (`app.test_client(token=None)` is anonymous; `token=` another user's);
+`make_user` adds users of other roles.
 """
 
 from __future__ import annotations
@@ -22,10 +26,13 @@ from flask import Flask
 from flask_migrate import upgrade
 from sqlalchemy import text
 
-from myapp import create_app
+from myapp import create_app, users
 from myapp.config import ENVIRONMENT_NAMES
 from myapp.extensions import db
-from myapp.testing import RedisServer
+from myapp.testing import BROWSER_PASSWORD, RedisServer, TokenClient
+
+# The admin every test client calls as.
+ADMIN = "admin"
 
 
 @pytest.fixture(scope="session")
@@ -71,8 +78,10 @@ def _clean_environment(monkeypatch) -> None:
 
 @pytest.fixture
 def make_app(redis_server, database_url, tmp_path) -> Iterator[Callable[..., Flask]]:
-    """Build apps on the session's Redis and database, each starting empty."""
+    """Build apps on the session's Redis and database, each starting empty but for
+    the admin their test clients call as."""
     built: list[Flask] = []
+    admin_token: list[str] = []
 
     def factory(**overrides: Any) -> Flask:
         config = {
@@ -85,14 +94,23 @@ def make_app(redis_server, database_url, tmp_path) -> Iterator[Callable[..., Fla
             **overrides,
         }
         app = create_app(config)
+        app.test_client_class = TokenClient.calling_as(
+            admin_token[0] if admin_token else None
+        )
         built.append(app)
         return app
 
     redis.Redis.from_url(redis_server.url).flushdb()
     cleanup = factory()
     with cleanup.app_context():
-        db.session.execute(text("DELETE FROM runs"))
+        for table in ("runs", "api_tokens", "users"):
+            db.session.execute(text(f"DELETE FROM {table}"))
         db.session.commit()
+        # No password: the tests' admin calls with its token only (a password costs
+        # a slow hash; tests that sign in through /login make their own users).
+        users.create_user(ADMIN, "admin", None)
+        admin_token.append(users.issue_token(ADMIN, "tests"))
+    cleanup.test_client_class = TokenClient.calling_as(admin_token[0])
     yield factory
     for app in built:
         with app.app_context():
@@ -113,6 +131,31 @@ def client(app):
 @pytest.fixture
 def runner(app):
     return app.test_cli_runner()
+
+
+@pytest.fixture
+def make_user(app) -> Callable[..., tuple[str, str]]:
+    """`make_user(role, name=None, password=None)`: a new user and an API token of
+    theirs, as (name, token)."""
+    count = [0]
+
+    def create(
+        role: str, name: str | None = None, password: str | None = None
+    ) -> tuple[str, str]:
+        count[0] += 1
+        name = name or f"{role}{count[0]}"
+        with app.app_context():
+            users.create_user(name, role, password)
+            return name, users.issue_token(name, "tests")
+
+    return create
+
+
+@pytest.fixture
+def browser_login(make_user) -> tuple[str, str]:
+    """An admin who signs in with a password: (name, password), for real browsers."""
+    name, _ = make_user("admin", name="ada", password=BROWSER_PASSWORD)
+    return name, BROWSER_PASSWORD
 
 
 @pytest.fixture

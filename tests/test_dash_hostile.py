@@ -270,9 +270,20 @@ def test_odd_values_in_callback_inputs_get_ordinary_answers(app, client, log_rec
         response = post(
             log_records,
             client,
-            body_of(app, f"{ids.HISTORY_GRID}.rowData", 1, state, None, None, None),
+            body_of(
+                app, f"{ids.HISTORY_GRID}.rowData", 1, state, None, None, None, None
+            ),
         )
         assert response.status_code == 204, state
+    # So does a "started by" that is not a name.
+    grid = f"{ids.HISTORY_GRID}.rowData"
+    for created_by in (["admin"], {"a": 1}, 5, "x" * 65):
+        response = post(
+            log_records,
+            client,
+            body_of(app, grid, 1, None, None, None, created_by, None),
+        )
+        assert response.status_code == 204, created_by
     # The run form with values of any type says what is wrong with them.
     for rows in ([1], {"a": 1}, True, 1e300):
         response = post(

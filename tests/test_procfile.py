@@ -176,8 +176,12 @@ def test_release_migrates_and_web_serves(spawn, tmp_path, app):
 
     wait_for(healthy, timeout=60, interval=0.2)
     assert requests.get(url + "/healthz", timeout=5).json() == {"status": "ok"}
-    assert "Start a run" in requests.get(url + "/", timeout=5).text
-    response = requests.post(url + "/api/tasks/summarize_data/runs", json={}, timeout=5)
+    token = app.test_client_class.default_token
+    auth = {"Authorization": f"Bearer {token}"}
+    assert "Start a run" in requests.get(url + "/", headers=auth, timeout=5).text
+    start = url + "/api/tasks/summarize_data/runs"
+    assert requests.post(start, json={}, timeout=5).status_code == 401
+    response = requests.post(start, json={}, headers=auth, timeout=5)
     assert response.status_code == 202
     run_id = response.json()["id"]
 
@@ -186,6 +190,8 @@ def test_release_migrates_and_web_serves(spawn, tmp_path, app):
     # One line per run transition, and an access log line, in the web's log.
     assert f"run {run_id} task=summarize_data source=api state=PENDING" in output
     assert '"POST /api/tasks/summarize_data/runs HTTP/1.1" 202' in output
+    # The access log does not write credentials.
+    assert token not in output and token[-16:] not in output
 
 
 # Three process starts (worker, beat, a second worker): on a busy 2-core machine

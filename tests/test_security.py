@@ -13,7 +13,7 @@ import redis
 from flask import session
 
 from myapp import create_app
-from myapp.testing import RedisServer
+from myapp.testing import RedisServer, as_user
 
 
 def start(client, task="generate_data", **body):
@@ -185,8 +185,8 @@ def test_factory_refuses_default_secret_in_production_env(monkeypatch, tmp_path)
         create_app()
 
 
-def test_one_rate_limit_counts_every_kind_of_start(make_app):
-    """API, form and Dash starts of one client share START_RATE_LIMIT: once the API
+def test_one_rate_limit_counts_every_kind_of_start(make_app, make_user):
+    """API, form and Dash starts of one user share START_RATE_LIMIT: once the API
     has answered 429, a Dash start is refused too (both modes)."""
     from myapp.dashboard import core
 
@@ -196,10 +196,12 @@ def test_one_rate_limit_counts_every_kind_of_start(make_app):
     form = client.post("/tasks/generate_data/runs", data={"rows": "1"})
     assert form.status_code == 202
     assert start(client).status_code == 429
-    with app.test_request_context(environ_base={"REMOTE_ADDR": "127.0.0.1"}):
+    with as_user(app):
         for mode in ("queued", "background"):
             started = core.start({"rows": "1"}, mode=mode)
             assert not started.ok and "too many starts" in started.message
-    # Another client address has its own count.
-    with app.test_request_context(environ_base={"REMOTE_ADDR": "10.1.2.3"}):
+    # Another user, from the same address, has their own count.
+    _, token = make_user("operator")
+    with as_user(app, token):
         assert core.start({"rows": "1"}, mode="queued").ok
+    assert start(app.test_client(token=token)).status_code == 202

@@ -20,6 +20,8 @@ from contextlib import closing
 import pytest
 import requests
 
+from myapp import create_app, users
+from myapp.extensions import db
 from myapp.testing import Web, clean_environ, wait_for
 from myapp.web.server import HEAD_LIMIT, RequestBuffer, Verdict
 
@@ -152,6 +154,28 @@ def web_env(redis_server, database_url, tmp_path_factory) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
+def token(web_env) -> str:
+    """An admin's API token in the test database: starts need a user."""
+    app = create_app(
+        {
+            "SQLALCHEMY_DATABASE_URI": web_env["DATABASE_URL"],
+            "REDIS_URL": web_env["REDIS_URL"],
+            "INSTANCE_PATH": web_env["INSTANCE_PATH"],
+        }
+    )
+    with app.app_context():
+        if users.get_user("slow-clients") is None:
+            users.create_user("slow-clients", "admin", None)
+        made = users.issue_token("slow-clients", "tests")
+        db.engine.dispose()
+    return made
+
+
+def bearer(token: str) -> bytes:
+    return b"Authorization: Bearer %s\r\n" % token.encode()
+
+
+@pytest.fixture(scope="module")
 def web(web_env, tmp_path_factory) -> Iterator[Web]:
     """The web process exactly as shipped (the 20 s read timeout included)."""
     server = Web("web", web_env, tmp_path_factory.mktemp("web") / "web.log")
@@ -169,7 +193,7 @@ def impatient_web(web_env, tmp_path_factory) -> Iterator[Web]:
     server.stop()
 
 
-def test_ten_slow_bodies_do_not_stop_the_site(web):
+def test_ten_slow_bodies_do_not_stop_the_site(web, token):
     slow = []
     for _ in range(10):
         sock = connect(web)
@@ -181,7 +205,10 @@ def test_ten_slow_bodies_do_not_stop_the_site(web):
         health = requests.get(web.url + "/healthz", timeout=10)
         assert health.status_code == 200 and health.json() == {"status": "ok"}
         start = requests.post(
-            web.url + "/api/tasks/summarize_data/runs", json={}, timeout=10
+            web.url + "/api/tasks/summarize_data/runs",
+            json={},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10,
         )
         assert start.status_code == 202, start.text
         for sock in slow:
@@ -207,11 +234,12 @@ def test_a_chunked_body_past_the_limit_gets_413(web):
     assert status_and_json(response)[0] == 413
 
 
-def test_a_chunked_body_within_the_limit_starts_a_run(web):
+def test_a_chunked_body_within_the_limit_starts_a_run(web, token):
     body = b'{"category": null' + b" " * (60 * 1024) + b"}"
     response = exchange(
         web,
         START
+        + bearer(token)
         + JSON
         + b"Connection: close\r\nTransfer-Encoding: chunked\r\n\r\n"
         + chunked(body, 1000),
@@ -232,7 +260,7 @@ def test_a_head_past_the_limit_gets_431(web):
     assert error["error"]["code"] == "request_header_fields_too_large"
 
 
-def test_kept_alive_and_pipelined_requests_are_all_answered(web):
+def test_kept_alive_and_pipelined_requests_are_all_answered(web, token):
     twice = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
     last = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
     assert exchange(web, twice * 2 + last).count(b"HTTP/1.1 200 OK") == 3
@@ -240,15 +268,19 @@ def test_kept_alive_and_pipelined_requests_are_all_answered(web):
         for _ in range(3):
             assert session.get(web.url + "/healthz", timeout=10).status_code == 200
         started = session.post(
-            web.url + "/api/tasks/summarize_data/runs", json={}, timeout=10
+            web.url + "/api/tasks/summarize_data/runs",
+            json={},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10,
         )
         assert started.status_code == 202
 
 
-def test_expect_100_continue_is_answered_before_the_body(web):
+def test_expect_100_continue_is_answered_before_the_body(web, token):
     with closing(connect(web)) as sock:
         sock.sendall(
             START
+            + bearer(token)
             + JSON
             + b"Connection: close\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n"
         )

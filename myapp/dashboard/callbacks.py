@@ -23,6 +23,7 @@ from myapp.dashboard import core, ids, layout, polling
 from myapp.dashboard.manager import AppCeleryManager
 from myapp.extensions import db
 from myapp.tasks import ValidationError
+from myapp.web.security import current_requester
 
 
 def register_callbacks(dash_app: dash.Dash, manager: AppCeleryManager) -> None:
@@ -35,9 +36,17 @@ def register_callbacks(dash_app: dash.Dash, manager: AppCeleryManager) -> None:
 def _register_router(dash_app: dash.Dash) -> None:
     @dash_app.callback(Output(ids.PAGE, "children"), Input(ids.URL, "pathname"))
     def route(pathname: Any):
-        if _text(pathname).rstrip("/").endswith("/history"):
-            return layout.history_page()
-        return layout.main_page()
+        """Each page as the signed-in user sees it: the history's filter names the
+        users; the main page follows the user's run in flight, so a reload (or a
+        visit to the history and back) keeps following it."""
+        try:
+            if _text(pathname).rstrip("/").endswith("/history"):
+                return layout.history_page(tuple(core.user_names()))
+            following = core.run_in_flight(current_requester().name)
+        except SQLAlchemyError:
+            db.session.rollback()
+            following = None  # the page still works; the poll says the rest
+        return layout.main_page(following)
 
 
 # Every callback below can be sent any JSON for any of its inputs (the endpoint is
@@ -258,7 +267,9 @@ def _register_run(dash_app: dash.Dash, manager: AppCeleryManager) -> None:
                 status="The run history is unreachable; still trying…",
             )
         value, maximum, text = core.progress_of(run)
-        status = core.describe(run, mode=core.Mode.QUEUED)
+        # A page reloaded while a background run was in flight follows it here too.
+        mode = core.Mode.QUEUED if run is None else core.Mode.of(run)
+        status = core.describe(run, mode=mode)
         gave_up = run is not None and core.gave_up_waiting(run)
         if gave_up:
             status += " Stopped watching; follow it on the history page."
@@ -286,23 +297,21 @@ def _register_run(dash_app: dash.Dash, manager: AppCeleryManager) -> None:
     def cancel(_n: Any, bg_run: Any, queued: Any):
         """Mark the run in flight REVOKED. The background job is also terminated by
         Dash's `cancel=`; a queued task stops at its next progress report."""
-        in_flight = (
-            (core.Mode.BACKGROUND, _run_id(bg_run)),
-            (core.Mode.QUEUED, _queued_run_id(queued)),
-        )
         cancelled = None
-        for mode, run_id in in_flight:
+        for run_id in (_run_id(bg_run), _queued_run_id(queued)):
             run = runs.get_run(run_id) if run_id else None
             if run is None or run.finished:
                 continue
             try:
-                cancelled = (mode, runs.cancel_run(run))
+                cancelled = runs.cancel_run(run, current_requester())
             except runs.RunFinished:
                 continue
+            except runs.NotAllowed as exc:
+                return f"Not cancelled: {exc}."
         if cancelled is None:
             return "Cancel requested; the background job is being stopped."
-        mode, run = cancelled
-        return core.describe(run, mode=mode)
+        # The run's own mode: a reloaded page follows a background run as a row.
+        return core.describe(cancelled, mode=core.Mode.of(cancelled))
 
 
 def _background_error(exc: Exception) -> Any:
@@ -399,14 +408,23 @@ def _register_history(dash_app: dash.Dash) -> None:
             "state": Input(ids.HISTORY_STATE, "value"),
             "source": Input(ids.HISTORY_SOURCE, "value"),
             "task": Input(ids.HISTORY_TASK, "value"),
+            "created_by": Input(ids.HISTORY_CREATED_BY, "value"),
         },
         state={"known": State(ids.HISTORY_SIG, "data")},
     )
-    def history(_n: Any, state: Any, source: Any, task: Any, known: Any):
+    def history(
+        _n: Any, state: Any, source: Any, task: Any, created_by: Any, known: Any
+    ):
         """Newest first; polled fast while runs are in flight, slowly otherwise.
         Nothing is sent when nothing changed."""
+        filters = {
+            "state": state,
+            "source": source,
+            "task": task,
+            "created_by": created_by,
+        }
         try:
-            items = core.history({"state": state, "source": source, "task": task})
+            items = core.history(filters)
         except ValidationError:
             raise PreventUpdate from None  # not one of the dropdown's choices
         except SQLAlchemyError:
@@ -426,3 +444,33 @@ def _register_history(dash_app: dash.Dash) -> None:
             interval=interval,
             signature=signature,
         )
+
+    @dash_app.callback(
+        Output(ids.HISTORY_RERUN, "disabled"),
+        Input(ids.HISTORY_GRID, "selectedRows"),
+    )
+    def select_run(selected: Any):
+        """Run again is offered once a run is selected."""
+        return _selected_run_id(selected) is None
+
+    @dash_app.callback(
+        Output(ids.HISTORY_STATUS, "children"),
+        Input(ids.HISTORY_RERUN, "n_clicks"),
+        State(ids.HISTORY_GRID, "selectedRows"),
+        prevent_initial_call=True,
+    )
+    def run_again(_n: Any, selected: Any):
+        """Start the selected run again, through the same admission as any start
+        (the signed-in user's role and limits)."""
+        run_id = _selected_run_id(selected)
+        if run_id is None:
+            return "Select a run to start it again."
+        return core.rerun(run_id)
+
+
+def _selected_run_id(selected: Any) -> str | None:
+    """The id of the one row selected in the history grid (a list of row dicts)."""
+    if not isinstance(selected, list) or len(selected) != 1:
+        return None
+    row = selected[0]
+    return _run_id(row.get("id")) if isinstance(row, dict) else None

@@ -16,11 +16,11 @@ from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
-from myapp import runs
+from myapp import runs, users
 from myapp.dashboard import polling
 from myapp.extensions import db, get_redis, get_store
-from myapp.models import Run, isoformat, utcnow
-from myapp.tasks import ProgressHook, ValidationError, get_definition
+from myapp.models import ACTIVE_STATES, Run, isoformat, utcnow
+from myapp.tasks import ProgressHook, UnknownTask, ValidationError, get_definition
 from myapp.web.security import current_requester
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,11 @@ class Mode(StrEnum):
     def parse(cls, value: Any) -> Mode:
         """The selector's value; anything unknown is the default, background."""
         return cls.QUEUED if value == cls.QUEUED.value else cls.BACKGROUND
+
+    @classmethod
+    def of(cls, run: Run) -> Mode:
+        """The mode a run was started in (a re-run from the history is queued)."""
+        return cls.BACKGROUND if run.source == cls.BACKGROUND.source else cls.QUEUED
 
 
 # -- starting -----------------------------------------------------------------
@@ -103,7 +108,7 @@ def start(raw: Mapping[str, Any], *, mode: Mode | str) -> Started:
         )
     except ValidationError as exc:
         return Started(field_errors=exc.fields)
-    except runs.StartRefused as exc:
+    except (runs.StartRefused, runs.NotAllowed) as exc:
         return Started(message=f"Not started: {exc}.")
     except SQLAlchemyError as exc:
         db.session.rollback()
@@ -169,6 +174,52 @@ def worker_name() -> str:
 
 
 # -- describing runs ------------------------------------------------------------------
+
+
+def run_in_flight(user: str | None) -> Run | None:
+    """The user's newest run started from the Dash page that has not ended (nor
+    been given up on): what a reloaded page follows again, in either mode."""
+    if user is None:
+        return None
+    run = db.session.scalar(
+        select(Run)
+        .where(
+            Run.created_by == user,
+            Run.source.in_([m.source for m in Mode]),
+            Run.state.in_(ACTIVE_STATES),
+        )
+        .order_by(Run.created_at.desc())
+        .limit(1)
+    )
+    return None if run is None or gave_up_waiting(run) else run
+
+
+def rerun(run_id: str) -> str:
+    """Start the run `run_id` again for the signed-in user (queued: the history
+    page follows it in its grid); one line saying what happened."""
+    run = runs.get_run(run_id)
+    if run is None:
+        return "Not started: that run is not in the history (was it pruned?)."
+    try:
+        new_run, _ = runs.rerun(
+            run, source=Mode.QUEUED.source, requester=current_requester()
+        )
+    except ValidationError as exc:
+        fields = "; ".join(f"{k} {v}" for k, v in exc.fields.items())
+        return f"Not started: {fields}."
+    except (runs.StartRefused, runs.NotAllowed, UnknownTask) as exc:
+        return f"Not started: {exc}."
+    except SQLAlchemyError as exc:
+        db.session.rollback()
+        return database_message(exc)
+    return (
+        f"Started {new_run.task} again as queued run {new_run.id[:8]} "
+        f"({_params_text(new_run.params)})."
+    )
+
+
+def _params_text(params: Mapping[str, Any] | None) -> str:
+    return ", ".join(f"{k}={v}" for k, v in (params or {}).items())
 
 
 def describe(run: Run | None, *, mode: Mode | str) -> str:
@@ -294,9 +345,15 @@ def data_state() -> tuple[int, int]:
 # -- history --------------------------------------------------------------------------
 
 
+def user_names() -> list[str]:
+    """Everyone who may have started a run: the history page's filter choices."""
+    return [user.name for user in users.list_users()]
+
+
 def history(filters: Mapping[str, str | None]) -> list[Run]:
-    """The newest runs matching the page's filters (task, state, source); raises
-    ValidationError for a value that is not one of the choices."""
+    """The newest runs matching the page's filters (task, state, source,
+    created_by); raises ValidationError for a value that is not one of the
+    choices."""
     parsed = runs.RunFilter(**{k: v or None for k, v in filters.items()})
     items, _ = runs.list_runs(parsed, limit=HISTORY_LIMIT)
     return items
@@ -312,7 +369,8 @@ def history_rows(items: Sequence[Run]) -> list[dict[str, Any]]:
                 "task": run.task,
                 "source": run.source,
                 "state": run.state,
-                "params": ", ".join(f"{k}={v}" for k, v in (run.params or {}).items()),
+                "params": _params_text(run.params),
+                "created_by": run.created_by or "",
                 "progress": run.progress_message or "",
                 "duration_s": run.duration_s,
                 "error": (

@@ -12,12 +12,14 @@ Upstream keeps process-wide state that breaks "create_app() many times per proce
 `AppCeleryManager` starts empty, `declaring(manager)` makes it the only manager Dash
 sees while one app declares its callbacks, and the manager's Celery handle is
 `UnsharedTaskApp`, so upstream's own job factory registers jobs `shared=False` on
-this app's Celery app only. It also fixes `get_updated_props` (see there).
+this app's Celery app only. It also fixes `get_updated_props` (see there), and
+keeps credentials out of the jobs' messages (`call_job_fn`).
 
 Dash internals this module relies on (checked against dash 4.4.x): the class-level
 lists above, `CeleryManager.handle` being what the job factory and every other
 method of the manager call, `_make_set_props_key` (where jobs write `set_props`),
-and the job's call signature (result key, progress key, inputs, context).
+and the job's call signature (result key, progress key, inputs, context), whose
+context holds the request's cookies and headers.
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ from myapp import runs
 log = logging.getLogger(__name__)
 
 JOB_PREFIX = "background_callback_"
+# What Dash copies from the request into a background job's context that may carry
+# credentials.
+CREDENTIAL_CONTEXT = frozenset(("cookies", "headers"))
 
 
 class UnsharedTaskApp:
@@ -66,6 +71,16 @@ class AppCeleryManager(CeleryManager):
         self.handle = UnsharedTaskApp(celery_app)
         self.celery_app = celery_app
         self.flask_app = flask_app
+
+    def call_job_fn(self, key: str, job_fn: Any, args: Any, context: Any) -> str:
+        # Dash puts the whole request context in the job's Celery message, the
+        # user's cookies (the session) and headers (Authorization) included, and
+        # that message sits in Redis. Our callbacks never read them in the job: the
+        # run row says who started it. Send the context without them.
+        context = {
+            k: v for k, v in dict(context).items() if k not in CREDENTIAL_CONTEXT
+        }
+        return super().call_job_fn(key, job_fn, args, context)
 
     def get_updated_props(self, key: str) -> dict[str, Any]:
         # Upstream reads the `-set_props` key and deletes the *result* key
@@ -106,8 +121,10 @@ class AppCeleryManager(CeleryManager):
             if run is None or run.finished:
                 return
             # It may finish while the signal is on its way: then there is no cancel.
+            # Only the page that started a job holds its signed handle, so whoever
+            # had it terminated is the user who started the run.
             with suppress(runs.RunFinished):
-                runs.cancel_run(run)
+                runs.revoke_run(run, cancelled_by=run.created_by)
 
 
 def _run_id_of_job(request: Any) -> str | None:

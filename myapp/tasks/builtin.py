@@ -19,6 +19,7 @@ from myapp.extensions import db, get_store
 from myapp.models import FINISHED_STATES, Run, utcnow
 from myapp.store import CATEGORIES
 from myapp.tasks.definition import Param, RunContext, TaskDefinition
+from myapp.users.roles import Role
 
 # Sleep at most this long between progress reports, so a long pause still
 # heartbeats and notices a cancel.
@@ -96,6 +97,7 @@ DEFINITIONS: tuple[TaskDefinition, ...] = (
                 maximum=600,
             ),
         ),
+        role=Role.OPERATOR,
         func=generate_data,
     ),
     TaskDefinition(
@@ -111,6 +113,7 @@ DEFINITIONS: tuple[TaskDefinition, ...] = (
                 nullable=True,
             ),
         ),
+        role=Role.OPERATOR,
         func=summarize_data,
     ),
     TaskDefinition(
@@ -126,6 +129,8 @@ DEFINITIONS: tuple[TaskDefinition, ...] = (
                 maximum=36500,
             ),
         ),
+        # It deletes history: only admins.
+        role=Role.ADMIN,
         func=prune_runs,
     ),
 )

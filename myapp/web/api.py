@@ -56,14 +56,24 @@ def get_run(run_id: str):
 
 @bp.delete("/runs/<run_id>")
 def cancel_run(run_id: str):
-    return _accepted(runs.cancel_run(_run_or_404(run_id)))
+    return _accepted(runs.cancel_run(_run_or_404(run_id), current_requester()))
+
+
+@bp.post("/runs/<run_id>/rerun")
+def rerun(run_id: str):
+    run, _ = runs.rerun(
+        _run_or_404(run_id), source="api", requester=current_requester()
+    )
+    return _accepted(run)
 
 
 @bp.get("/runs")
 def list_runs():
     query = _query(RUNS_QUERY)
     try:
-        filters = runs.RunFilter(query["task"], query["state"], query["source"])
+        filters = runs.RunFilter(
+            query["task"], query["state"], query["source"], query["created_by"]
+        )
         items, cursor = runs.list_runs(
             filters, limit=query["limit"], cursor=query["cursor"]
         )

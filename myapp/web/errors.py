@@ -15,7 +15,7 @@ from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from myapp.runs import IdempotencyConflict, RunFinished, StartRefused
+from myapp.runs import IdempotencyConflict, NotAllowed, RunFinished, StartRefused
 from myapp.tasks import UnknownTask, ValidationError
 
 log = logging.getLogger(__name__)
@@ -108,6 +108,10 @@ def errors_init_app(app: Flask) -> None:
     def _csrf_failed(exc: CSRFError):
         log.info("form refused on %s: %s", request.path, exc.description)
         return error_response(400, "csrf_failed", CSRF_MESSAGE)
+
+    @app.errorhandler(NotAllowed)
+    def _not_allowed(exc: NotAllowed):
+        return error_response(403, "forbidden", str(exc))
 
     @app.errorhandler(RunFinished)
     def _finished(exc: RunFinished):
