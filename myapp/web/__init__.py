@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from flask import Flask
 
-from myapp.web import api, health, metrics
+from myapp.web import api, health
 from myapp.web.auth import auth_init_app
 from myapp.web.errors import errors_init_app
 from myapp.web.guards import guards_init_app
+from myapp.web.metrics import metrics_init_app
 from myapp.web.security import security_init_app
 from myapp.web.views import views_init_app
 
@@ -22,7 +23,7 @@ def web_init_app(app: Flask) -> None:
     guards_init_app(app)
     auth_init_app(app)
     app.register_blueprint(health.bp)
-    app.register_blueprint(metrics.bp)
+    metrics_init_app(app)
     app.register_blueprint(api.bp)
     views_init_app(app)
     security_init_app(app)

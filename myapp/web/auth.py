@@ -196,9 +196,9 @@ def _is_open() -> bool:
 
 
 def _is_machine_route() -> bool:
-    """The API and Dash's JSON routes: callers are programs, not people."""
+    """The API, /metrics and Dash's JSON routes: callers are programs, not people."""
     path = request.path
-    if path.startswith("/api/"):
+    if path.startswith("/api/") or path == "/metrics":
         return True
     rest = path[len(DASH_PREFIX) :] if path.startswith(DASH_PREFIX) else None
     return rest is not None and rest.startswith(("_dash-", "_reload-hash"))
