@@ -21,8 +21,16 @@ _ENV_INT = (
     "MAX_ATTEMPTS",
     "REDISPATCH_SECONDS",
     "REAPER_SLACK_SECONDS",
+    "DATA_MAX_ROWS",
 )
-_ENV_STR = ("REDIS_URL", "START_RATE_LIMIT", "APP_ENV", "DATA_PREFIX", "SECRET_KEY")
+_ENV_STR = (
+    "REDIS_URL",
+    "START_RATE_LIMIT",
+    "APP_ENV",
+    "DATA_PREFIX",
+    "SECRET_KEY",
+    "DATA_REDIS_URL",
+)
 
 
 def default_config(instance_path: str) -> dict[str, Any]:
@@ -63,6 +71,11 @@ def default_config(instance_path: str) -> dict[str, Any]:
         # Task parameters are a few small fields; anything bigger is a mistake or abuse.
         "MAX_CONTENT_LENGTH": 64 * 1024,
         "DATA_PREFIX": "myapp:data",
+        # The data set's own Redis; unset: REDIS_URL's (set in finalize).
+        "DATA_REDIS_URL": None,
+        # Retention: the maintenance task drops the oldest runs, whole, beyond this
+        # many rows (about 140 bytes of Redis each); 0 keeps everything.
+        "DATA_MAX_ROWS": 2_000_000,
         "JSON_SORT_KEYS": False,
     }
 
@@ -118,6 +131,15 @@ def finalize(config: dict[str, Any]) -> None:
         # A fifth of the slots stay free for the other tasks.
         limit = config["MAX_ACTIVE_RUNS"]
         config["MAX_ACTIVE_RUNS_PER_TASK"] = max(1, limit - limit // 5)
+    if not config.get("DATA_REDIS_URL"):
+        config["DATA_REDIS_URL"] = config["REDIS_URL"]
+    if 0 < config["DATA_MAX_ROWS"] < config["MAX_ROWS_PER_RUN"]:
+        raise RuntimeError(
+            f"DATA_MAX_ROWS ({config['DATA_MAX_ROWS']}) must be at least "
+            f"MAX_ROWS_PER_RUN ({config['MAX_ROWS_PER_RUN']}), or 0 to keep every "
+            "row: retention drops whole runs, so a smaller limit would drop the "
+            "newest run too."
+        )
     if config.get("SESSION_COOKIE_SECURE") is None:
         # Production is served over HTTPS; `make run` is plain http on localhost.
         config["SESSION_COOKIE_SECURE"] = config["APP_ENV"] != "development"

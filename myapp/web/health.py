@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, current_app, jsonify
 from sqlalchemy import text
 
-from myapp.extensions import db, get_redis
+from myapp.extensions import db, get_redis, get_store
 
 bp = Blueprint("health", __name__)
 
@@ -18,11 +18,15 @@ def healthz():
 @bp.get("/readyz")
 def readyz():
     checks: dict[str, str] = {}
-    try:
-        get_redis().ping()
-        checks["redis"] = "ok"
-    except Exception as exc:  # any failure means "not ready", with its reason
-        checks["redis"] = f"unreachable: {type(exc).__name__}"
+    pings = {"redis": get_redis()}
+    if current_app.config["DATA_REDIS_URL"] != current_app.config["REDIS_URL"]:
+        pings["data_redis"] = get_store().redis
+    for name, client in pings.items():
+        try:
+            client.ping()
+            checks[name] = "ok"
+        except Exception as exc:  # any failure means "not ready", with its reason
+            checks[name] = f"unreachable: {type(exc).__name__}"
     try:
         db.session.execute(text("SELECT 1"))
         checks["database"] = "ok"
