@@ -40,6 +40,8 @@ ENV_TO_CLEAR = (
     "SCHEDULE_SECONDS",
     "RUN_LEASE_SECONDS",
     "DATA_PREFIX",
+    "DATA_REDIS_URL",
+    "DATA_MAX_ROWS",
 )
 
 
