@@ -232,6 +232,31 @@ def test_pages_stay_exact_while_runs_are_indexed_and_dropped(store):
     assert summary["mean"] == pytest.approx(sum(remaining) / len(remaining))
 
 
+def test_indexers_running_at_once_index_every_row_once(store):
+    """A worker finishing its run's indexing while the maintenance task does too."""
+    rows = store.random_rows(3000, random.Random(9))
+    store.commit_run("r", rows, index=False)
+    indexers = [
+        threading.Thread(target=store.index_pending, kwargs={"batch": 7})
+        for _ in range(3)
+    ]
+    totals = set()
+    for indexer in indexers:
+        indexer.start()
+    while any(indexer.is_alive() for indexer in indexers):
+        # A row counted both in an index and in its segment would show here.
+        totals.add(store.page(sort="value", limit=1).total)
+    for indexer in indexers:
+        indexer.join()
+    assert totals <= {3000} and store.index_pending() == 0
+    indexed = sum(
+        store.redis.zcard(store.key("cat", c, "by_value")) for c in CATEGORIES
+    )
+    assert indexed == 3000
+    page = store.page(sort="value", order="asc", offset=1000, limit=1000)
+    assert [r["value"] for r in page.rows] == sorted(v for v, _ in rows)[1000:2000]
+
+
 # -- the biggest run ---------------------------------------------------------------
 
 # Pings Redis from another process (a thread would wait on this process's GIL while

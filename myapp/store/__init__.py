@@ -76,6 +76,8 @@ from myapp.store.segment import CATEGORIES, CATEGORY_INDEX, pack
 
 # An index member: (value, segment, row), as the scripts pack it.
 _MEMBER = struct.Struct(">dII")
+# A record of a segment's section B: (value, row).
+_ENTRY = segment.BY_VALUE_IN_CATEGORY
 
 __all__ = ["CATEGORIES", "SORT_FIELDS", "CommitResult", "DataStore", "Page"]
 
@@ -86,7 +88,7 @@ STAGE_TTL_SECONDS = 3600
 # Staging appends this much per command: a fraction of a millisecond of Redis.
 STAGE_CHUNK_BYTES = 256 * 1024
 # Rows moved into (or out of) the value indexes per script: a few milliseconds.
-INDEX_BATCH = 1000
+INDEX_BATCH = 500
 # How long a cancel flag refuses a late commit.
 CANCEL_TTL_SECONDS = 86_400
 
@@ -211,7 +213,7 @@ class DataStore:
             )
         if number and index:
             # Also after a duplicate: the first attempt may have died mid-index.
-            self._index(str(number))
+            self._index(number, data=segment.data if status == 1 else None)
         return CommitResult(status == 1, first, count, cancelled=status == -1)
 
     def _stage(
@@ -245,16 +247,55 @@ class DataStore:
 
     def _index(
         self,
-        number: str | bytes,
+        number: str | bytes | int,
         deadline: float | None = None,
         batch: int = INDEX_BATCH,
+        data: bytes | None = None,
     ) -> int:
-        """Index a published run in batches, at least one; returns its rows still
-        outside the indexes (some are left when `deadline` passes)."""
-        left = self._call("INDEX_STEP", number, batch)
-        while left and (deadline is None or time.monotonic() < deadline):
-            left = self._call("INDEX_STEP", number, batch)
-        return left
+        """Move a published run's rows into the value indexes, `batch` rows per
+        script, at least one batch; returns its rows still outside the indexes (some
+        are left when `deadline` passes). `data` is its segment if at hand (else
+        each batch is read from Redis)."""
+        number = int(number)
+        meta = self.redis.hget(self.key("segs"), number)
+        done = self._indexed(number)
+        if meta is None or done is None:
+            return 0
+        counts = [int(n) for n in meta.split(b" ")[3 : 3 + len(CATEGORIES)]]
+        while True:
+            c = next(
+                i for i, (j, n) in enumerate(zip(done, counts, strict=True)) if j < n
+            )
+            take = min(batch, counts[c] - done[c])
+            start = (
+                segment.offset_by_value(sum(counts), counts, c) + done[c] * _ENTRY.size
+            )
+            stop = start + take * _ENTRY.size
+            raw = (
+                data[start:stop]
+                if data
+                else self.redis.getrange(self.key("seg", str(number)), start, stop - 1)
+            )
+            pairs: list[bytes | str] = []
+            for value, row in _ENTRY.iter_unpack(raw):
+                pairs += (repr(value), _MEMBER.pack(value, number, row))
+            left = self._call("INDEX_STEP", number, c + 1, done[c], *pairs)
+            if left == -1:  # another indexer moved on: start from where it stands
+                done = self._indexed(number)
+                if done is None:
+                    return 0
+                continue
+            done[c] += take
+            if left == 0 or (deadline is not None and time.monotonic() >= deadline):
+                return left
+
+    def _indexed(self, number: int) -> list[int] | None:
+        """How many rows of each category of a run being indexed are in the
+        indexes; None if it is not being indexed (done, or being dropped)."""
+        state = self.redis.hget(self.key("unindexed"), number)
+        if state is None or not state.startswith(b"+"):
+            return None
+        return [int(j) for j in state.split()[1:]]
 
     def cancel_run(self, run_id: str) -> bool:
         """Refuse any later commit of this run; False if it has committed already.
@@ -286,16 +327,51 @@ class DataStore:
             oldest = self.redis.zrange(self.key("by_first"), 0, 0)
             if not oldest:
                 break
-            number = oldest[0]
-            while self._call("DEINDEX_STEP", number, batch):
-                if time.monotonic() >= deadline:
-                    return dropped  # the next pass carries on from here
+            number = int(oldest[0])
+            if self._leave_indexes(number, deadline, batch):
+                break  # out of time: the next pass carries on from here
             meta = self.redis.hget(self.key("segs"), number)
             if self._call("DROP", number) and meta:
                 dropped += int(meta.split(b" ", 2)[1])
             if time.monotonic() >= deadline:
                 break
         return dropped
+
+    def _leave_indexes(self, number: int, deadline: float, batch: int) -> int:
+        """Take a run out of the value indexes, `batch` rows per script, at least
+        one batch; returns its rows still indexed when `deadline` passed."""
+        meta = self.redis.hget(self.key("segs"), number)
+        if meta is None:
+            return 0
+        counts = [int(n) for n in meta.split(b" ")[3 : 3 + len(CATEGORIES)]]
+        left = self._call("DEINDEX_STEP", number, 0, 0)  # indexing stops here
+        indexed: list[int] | None = None
+        while left != 0:
+            if left == -1 or indexed is None:  # (again) from where removal stands
+                state = self.redis.hget(self.key("unindexed"), number)
+                if state is None:
+                    return 0
+                indexed = [int(j) for j in state.split()[1:]]
+            c = next(i for i, j in enumerate(indexed) if j > 0)
+            take = min(batch, indexed[c])
+            start = (
+                segment.offset_by_value(sum(counts), counts, c)
+                + (indexed[c] - take) * _ENTRY.size
+            )
+            raw = self.redis.getrange(
+                self.key("seg", str(number)), start, start + take * _ENTRY.size - 1
+            )
+            members = [
+                _MEMBER.pack(value, number, row)
+                for value, row in _ENTRY.iter_unpack(raw)
+            ]
+            left = self._call("DEINDEX_STEP", number, c + 1, indexed[c], *members)
+            if left == -1:
+                continue
+            indexed[c] -= take
+            if left and time.monotonic() >= deadline:
+                return left
+        return 0
 
     def clear(self) -> None:
         """Delete every key of the data set (tests and benchmarks; not atomic)."""

@@ -216,68 +216,58 @@ redis.call('INCR', key('version'))
 return {1, first, n, seg}
 """)
 
-# Move up to ARGV[3] more rows of a published run into the value indexes, in value
-# order. Returns how many of its rows are still outside them (0: fully indexed).
+# Add the next rows of a published run's category ARGV[3] to its value index: the
+# client read them from the segment (section B, from row ARGV[4] of that category in
+# value order) and sends them as ZADD's score-member pairs, so this script only
+# checks and writes. Returns the run's rows still outside the indexes (0: fully
+# indexed or being dropped), or -1 when ARGV[4] is not where indexing stands (a
+# concurrent indexer moved it: read the state again).
 INDEX_STEP = _script("""
-local seg, budget = ARGV[2], tonumber(ARGV[3])
+local seg, c, from = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local st = get_state(seg)
 if not st or st.dir ~= '+' then return 0 end
+if st.j[c] ~= from then return -1 end
 local m = meta(seg)
-if not m then return 0 end
-local data, left = key('seg', seg), 0
-for c = 1, NCAT do
-  while budget > 0 and st.j[c] < m.cat[c] do
-    local take = math.min(budget, m.cat[c] - st.j[c], 1000)
-    local start = m.off_b[c] + B * st.j[c]
-    local raw = redis.call('GETRANGE', data, start, start + B * take - 1)
-    local args, pos = {}, 1
-    for i = 1, take do
-      local v, row
-      v, row, pos = struct.unpack('>dI', raw, pos)
-      args[2 * i - 1], args[2 * i] = fmt(v), member(v, m.seg, row)
-    end
-    redis.call('ZADD', key('cat', CATS[c], 'by_value'), unpack(args))
-    st.j[c] = st.j[c] + take
-    budget = budget - take
-  end
-  left = left + m.cat[c] - st.j[c]
+local take = (#ARGV - 4) / 2
+if take < 1 or from + take > m.cat[c] then
+  return redis.error_reply('index step out of range')
 end
+redis.call('ZADD', key('cat', CATS[c], 'by_value'), unpack(ARGV, 5))
+st.j[c] = from + take
+local left = 0
+for i = 1, NCAT do left = left + m.cat[i] - st.j[i] end
 if left == 0 then redis.call('HDEL', key('unindexed'), seg) else put_state(seg, st) end
 return left
 """)
 
-# Take up to ARGV[3] rows of a run out of the value indexes (the run stays visible:
-# readers find those rows in its segment). Returns how many are still indexed.
+# Take rows of a run out of its category ARGV[3]'s value index, while the run stays
+# visible (readers find those rows in its segment): the client sends the members of
+# the category's indexed rows just below ARGV[4] (where removal stands), in value
+# order. With category 0 and no members, only marks the run as leaving the indexes
+# (indexing stops). Returns the run's rows still indexed, or -1 when ARGV[4] is not
+# where removal stands (read the state again).
 DEINDEX_STEP = _script("""
-local seg, budget = ARGV[2], tonumber(ARGV[3])
+local seg, c, from = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local m = meta(seg)
 if not m then return 0 end
 local st = get_state(seg)
 if not st then
   st = {j = {}}
-  for c = 1, NCAT do st.j[c] = m.cat[c] end
+  for i = 1, NCAT do st.j[i] = m.cat[i] end
 end
 st.dir = '-'
-local data, left = key('seg', seg), 0
-for c = 1, NCAT do
-  while budget > 0 and st.j[c] > 0 do
-    local take = math.min(budget, st.j[c], 1000)
-    local low = st.j[c] - take
-    local start = m.off_b[c] + B * low
-    local raw = redis.call('GETRANGE', data, start, start + B * take - 1)
-    local members, pos = {}, 1
-    for i = 1, take do
-      local v, row
-      v, row, pos = struct.unpack('>dI', raw, pos)
-      members[i] = member(v, m.seg, row)
-    end
-    redis.call('ZREM', key('cat', CATS[c], 'by_value'), unpack(members))
-    st.j[c] = low
-    budget = budget - take
+if c > 0 then
+  if st.j[c] ~= from then return -1 end
+  local take = #ARGV - 4
+  if take < 1 or take > from then
+    return redis.error_reply('index removal out of range')
   end
-  left = left + st.j[c]
+  redis.call('ZREM', key('cat', CATS[c], 'by_value'), unpack(ARGV, 5))
+  st.j[c] = from - take
 end
 put_state(seg, st)
+local left = 0
+for i = 1, NCAT do left = left + st.j[i] end
 return left
 """)
 

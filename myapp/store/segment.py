@@ -36,6 +36,13 @@ BYTES_PER_ROW = ROW.size + BY_VALUE.size + BY_VALUE_IN_CATEGORY.size + 4
 MAX_ROWS = 2**32 - 1
 
 
+def offset_by_value(rows: int, counts: Sequence[int], category: int) -> int:
+    """Byte offset of category `category`'s part of section B (0-based category)."""
+    return (ROW.size + BY_VALUE.size) * rows + BY_VALUE_IN_CATEGORY.size * sum(
+        counts[:category]
+    )
+
+
 @dataclass(frozen=True)
 class Segment:
     """A run's rows, packed, with the per-category figures the data set keeps."""
@@ -66,8 +73,8 @@ def pack(rows: Sequence[tuple[float, str]]) -> Segment:
         values.append(number)
     n = len(values)
     # (value, row) is the one total order of every value index: ties in value are
-    # broken by row, i.e. by id.
-    by_value = sorted(range(n), key=lambda i: (values[i], i))
+    # broken by row, i.e. by id (the sort is stable and rows start in order).
+    by_value = sorted(range(n), key=values.__getitem__)
     per_category: list[list[int]] = [[] for _ in CATEGORIES]
     for i in by_value:
         per_category[categories[i]].append(i)
