@@ -3,6 +3,8 @@ the schedule interval from the app's config, so nothing here reads the environme
 
 from datetime import timedelta
 
+from kombu import Exchange, Queue
+
 # Messages are JSON only: a pickled message on the queue is refused, never executed.
 accept_content = ["json"]
 task_serializer = "json"
@@ -50,12 +52,60 @@ redis_socket_connect_timeout = 2
 # Keep retrying the broker at startup instead of exiting (Celery 6 default).
 broker_connection_retry_on_startup = True
 
+# When the broker connection drops, let running tasks finish rather than cancel
+# them (Celery 6 will cancel by default). A run's state lives in the database, not
+# the connection: it finishes and records its result, and the message it could not
+# ack is delivered again after the visibility timeout, where the claim sees a
+# finished run and returns its result without running it again. Cancelling would
+# throw away every long run in flight on a short Redis blip and leave it to the
+# reaper to start over.
+worker_cancel_long_running_tasks_on_connection_loss = False
+
+# Two queues: user runs and Dash callbacks on `celery`; the maintenance passes
+# (outbox, reaper, pruning and any other `myapp.*` housekeeping) on `maintenance`,
+# which a small worker of its own consumes (Procfile `maintenance`), so two long runs
+# holding every slot of the main workers cannot hold back the passes that recover
+# runs. The main workers consume both queues, so a deployment without the small
+# worker still runs maintenance, only without that guarantee.
+task_default_queue = "celery"
+# Each queue is bound by its own routing key (Celery would bind both with the default
+# key "celery" otherwise).
+_exchange = Exchange("celery", type="direct")
+task_queues = (
+    Queue("celery", _exchange, routing_key="celery"),
+    Queue("maintenance", _exchange, routing_key="maintenance"),
+)
+task_routes = {
+    "myapp.*": {"queue": "maintenance"},
+    "prune_runs": {"queue": "maintenance"},
+}
+
 # Events let Flower and `celery events` see our tasks.
 worker_send_task_events = True
 task_send_sent_event = True
 
 timezone = "UTC"
 enable_utc = True
+
+# beat: the schedule and a lock live in Redis (celery-redbeat), so any number of beat
+# processes may run and exactly one, the lock holder, sends. The holder wakes at
+# least every `beat_max_loop_interval` seconds and renews the lock for
+# `redbeat_lock_timeout`; the others try to take the lock every
+# `beat_max_loop_interval`. So when the holder dies, another sends within
+# redbeat_lock_timeout + beat_max_loop_interval = 30 s. Each entry's last send time
+# is written to Redis before its message is sent, so the new holder does not send
+# it again. The factory points redbeat_redis_url at REDIS_URL.
+beat_scheduler = "myapp.beat:Scheduler"
+beat_max_loop_interval = 5
+redbeat_lock_timeout = 25
+redbeat_key_prefix = "myapp:beat:"
+# The sender rides out a Redis blip shorter than this (well inside the lock's
+# lifetime) instead of exiting; connects fail fast like the app's own.
+redbeat_redis_options = {
+    "retry_period": 10,
+    "socket_connect_timeout": 2,
+    "socket_timeout": 5,
+}
 
 # The schedule; the factory sets the generate_data interval from SCHEDULE_SECONDS and
 # the prune age from PRUNE_AFTER_DAYS.

@@ -6,9 +6,17 @@ per run transition, from `myapp.runs`) to stderr, so the platform collects both.
 
 import os
 
+from myapp.web.server import BufferingWorker
+
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 threads = int(os.environ.get("WEB_THREADS", "4"))
+# gthread, but a thread only ever gets a whole request: the worker's event loop reads
+# each head and body first, so slow clients cannot hold the threads. A request not
+# whole this many seconds after its connection opened gets 408 (myapp/web/server.py).
+worker_class = BufferingWorker.with_read_timeout(
+    int(os.environ.get("WEB_READ_TIMEOUT", "20"))
+)
 # Requests never wait on a task: anything slower than this is a bug worth a restart.
 timeout = int(os.environ.get("WEB_TIMEOUT", "30"))
 # Platforms send SIGTERM then SIGKILL after ~30 s: finish requests well before that.
@@ -17,6 +25,9 @@ graceful_timeout = 20
 # keeps all workers from restarting at once.
 max_requests = 2000
 max_requests_jitter = 200
+# Files go out through the socket's own writes, so the worker's send timeout holds
+# for them too (Python's sendfile loop waits for a stalled client forever).
+sendfile = False
 accesslog = "-"
 errorlog = "-"
 # Each worker builds its own app: no database or Redis socket crosses a fork.

@@ -4,15 +4,18 @@
   saying SUCCESS, for a 0-second one-row run, in `background` or `queued` mode.
 - `grid_first_rows(base_url)`: seconds from navigation to the first data-grid row.
 
-Run alone against a running stack (`make run`):
+Both take a browser already signed in (`sign_in`). Run alone against a running
+stack (`make run`), signing in with the password it printed:
 
-    python -m bench.dash_ui --url http://127.0.0.1:8000 [--repeat 5]
+    python -m bench.dash_ui --url http://127.0.0.1:8000 --user admin \
+        --password-stdin [--repeat 5]
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -71,6 +74,15 @@ def _set_input(driver: webdriver.Chrome, element_id: str, value: str) -> None:
     element.send_keys(value)
 
 
+def sign_in(driver: Any, base_url: str, name: str, password: str) -> None:
+    """Every page needs a signed-in user: sign in through /login, as a person."""
+    driver.get(base_url.rstrip("/") + "/login")
+    driver.find_element(By.ID, "username").send_keys(name)
+    driver.find_element(By.ID, "password").send_keys(password)
+    driver.find_element(By.CSS_SELECTOR, "#login-form button").click()
+    _until(lambda: "/login" not in driver.current_url)
+
+
 def click_to_result(base_url: str, mode: str, driver: Any = None) -> float:
     """Seconds from the click on run to app-status showing SUCCESS (0-second run)."""
     if driver is None:
@@ -118,8 +130,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default="http://127.0.0.1:8000")
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--user", default="admin", help="sign in as this user")
+    parser.add_argument(
+        "--password-stdin", action="store_true", help="read the password from stdin"
+    )
     args = parser.parse_args()
+    password = sys.stdin.readline().rstrip("\n") if args.password_stdin else ""
     with chromium() as driver:
+        sign_in(driver, args.url, args.user, password)
         for mode in ("background", "queued"):
             times = [
                 click_to_result(args.url, mode, driver) for _ in range(args.repeat)

@@ -49,7 +49,9 @@ def run(stack: Stack, quick: bool) -> list[Result]:
                 conn = conns[size]
                 started = time.perf_counter()
                 conn.request(
-                    "GET", f"/api/data?offset={deep}&limit=100&sort=value&order=desc"
+                    "GET",
+                    f"/api/data?offset={deep}&limit=100&sort=value&order=desc",
+                    headers=stack.auth,
                 )
                 response = conn.getresponse()
                 response.read()

@@ -42,7 +42,7 @@ def run(stack: Stack, quick: bool) -> list[Result]:
                 "POST",
                 "/api/tasks/generate_data/runs",
                 body=BODY,
-                headers={"Content-Type": "application/json"},
+                headers={"Content-Type": "application/json", **stack.auth},
             )
             response = conn.getresponse()
             body = json.loads(response.read())
@@ -50,7 +50,7 @@ def run(stack: Stack, quick: bool) -> list[Result]:
                 raise RuntimeError(f"POST answered {response.status}: {body}")
             # The run row is the status of record (runs store no Celery result):
             # poll the status URL as a client would.
-            _wait_finished(conn, body["status_url"], timeout=60)
+            _wait_finished(conn, body["status_url"], stack.auth, timeout=60)
             elapsed = time.perf_counter() - started
 
             started = time.perf_counter()
@@ -99,11 +99,16 @@ def _p90(values: list[float]) -> float:
     return sorted(values)[int(len(values) * 0.9) - 1] * 1000
 
 
-def _wait_finished(conn: http.client.HTTPConnection, url: str, timeout: float) -> None:
+def _wait_finished(
+    conn: http.client.HTTPConnection,
+    url: str,
+    headers: dict[str, str],
+    timeout: float,
+) -> None:
     """Poll a run's status URL (2 ms apart, bounded) until it has finished."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        conn.request("GET", url)
+        conn.request("GET", url, headers=headers)
         response = conn.getresponse()
         state = json.loads(response.read())["state"]
         if state in ("SUCCESS", "FAILURE", "REVOKED"):

@@ -16,7 +16,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -57,6 +57,7 @@ _WRK_SCRIPT = """
 wrk.method = "{method}"
 wrk.body = {body}
 wrk.headers["Content-Type"] = "application/json"
+{headers}
 """
 
 
@@ -68,11 +69,16 @@ def wrk(
     seconds: float,
     connections: int,
     threads: int = 1,
+    headers: Mapping[str, str] | None = None,
 ) -> LoadResult:
     """Run wrk for a fixed duration; its own timeout bounds every request."""
     _local(url)
     lua = _WRK_SCRIPT.format(
-        method=method, body="nil" if body is None else f"[==[{body}]==]"
+        method=method,
+        body="nil" if body is None else f"[==[{body}]==]",
+        headers="\n".join(
+            f'wrk.headers["{k}"] = [==[{v}]==]' for k, v in (headers or {}).items()
+        ),
     )
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(lua)
@@ -119,9 +125,11 @@ def python_load(
     count: int,
     seconds: float,
     concurrency: int,
+    headers: Mapping[str, str] | None = None,
 ) -> LoadResult:
     """Send up to `count` requests (request i is `requests(i)`) from `concurrency`
-    keep-alive connections, stopping at `seconds` whatever is left."""
+    keep-alive connections, stopping at `seconds` whatever is left; `headers` go
+    with every request."""
     host, port = _local(url)
     lock = threading.Lock()
     next_index = 0
@@ -143,10 +151,12 @@ def python_load(
         seen: Counter = Counter()
         while (i := claim()) is not None:
             method, path, body = requests(i)
-            headers = {"Content-Type": "application/json"} if body is not None else {}
+            sent = dict(headers or {})
+            if body is not None:
+                sent["Content-Type"] = "application/json"
             started = time.perf_counter()
             try:
-                conn.request(method, path, body=body, headers=headers)
+                conn.request(method, path, body=body, headers=sent)
                 response = conn.getresponse()
                 response.read()
                 seen[response.status] += 1

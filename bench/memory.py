@@ -37,7 +37,12 @@ def _requests(run_id: str):
 
 def _load(stack: Stack, url: str, run_id: str, count: int, limit: float) -> int:
     result = python_load(
-        url, _requests(run_id), count=count, seconds=limit, concurrency=8
+        url,
+        _requests(run_id),
+        count=count,
+        seconds=limit,
+        concurrency=8,
+        headers=stack.auth,
     )
     if result.errors:
         raise RuntimeError(f"{result.errors} failed requests: {dict(result.statuses)}")
@@ -59,6 +64,7 @@ def run(stack: Stack, quick: bool) -> list[Result]:
             count=1,
             seconds=10,
             concurrency=1,
+            headers=stack.auth,
         )
         if first.errors:
             raise RuntimeError("could not start a run")

@@ -3,12 +3,17 @@
     .venv/bin/python -m bench.soak --minutes 10
 
 Starts the stack exactly as `make run` does (`python -m myapp.devserver`: migrations,
-then web, worker and beat under honcho) on free ports, on a Redis started with the
-shipped settings, in a throwaway instance directory. Then a few client threads mix:
-run starts, status polls, run-history and data pages, and Dash updates (the cheap
-callbacks the pages poll). It reports the 5xx count, latency percentiles per kind,
-the RSS of the web and worker processes and the Redis key count at start and end,
-and whether every accepted run finished once the load stopped.
+then the Procfile's web, worker, maintenance and beat under honcho) on free ports,
+on a Redis started with the shipped settings, in a throwaway instance directory.
+Then a few client threads mix: run starts, status polls, cancels, run-history and
+data (grid) pages, and Dash updates (the cheap callbacks the pages poll). It reports
+the 5xx count, latency percentiles per kind, the RSS of each process kind and the
+Redis key count at start and end, runs accepted vs finished once the load stopped,
+and the server's own counts from /metrics.
+
+Who the clients are is one place: `Clients` holds the API caller (its headers) and
+the browser (a cookie jar). `--token` sends `Authorization: Bearer` on API calls;
+signing the browser in is one POST on `Clients.browser` before the load starts.
 
 Everything is bounded: requests per thread, minutes, the drain wait. Only
 127.0.0.1 is ever contacted.
@@ -17,13 +22,11 @@ Everything is bounded: requests per thread, minutes, the drain wait. Only
 from __future__ import annotations
 
 import argparse
+import http.cookiejar
 import json
 import os
 import random
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -31,147 +34,78 @@ import time
 import urllib.error
 import urllib.request
 from collections import defaultdict
+from contextlib import suppress
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import redis
+import psutil
+from prometheus_client.parser import text_string_to_metric_families
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from myapp.devserver import start_redis  # noqa: E402
+from bench.stack import Stack
+from myapp.testing import Launcher
 
 # Share of each kind of request in the mix.
-MIX = (("start", 0.08), ("status", 0.37), ("runs", 0.1), ("data", 0.25), ("dash", 0.2))
+MIX = (
+    ("start", 0.08),
+    ("status", 0.34),
+    ("cancel", 0.03),
+    ("runs", 0.1),
+    ("data", 0.25),
+    ("dash", 0.2),
+)
+# Kinds a browser sends (its session cookie); the others are API calls.
+BROWSER_KINDS = frozenset({"dash"})
 MAX_REQUESTS_PER_THREAD = 200_000
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def rss_mib(launcher: Launcher) -> dict[str, float]:
+    """Resident memory of each Procfile process kind, in MiB."""
+    result = {}
+    for role, processes in launcher.roles().items():
+        total = 0
+        for process in processes:
+            with suppress(psutil.Error):
+                total += process.memory_info().rss
+        result[role] = round(total / 2**20, 1)
+    return result
 
 
-class Stack:
-    """`python -m myapp.devserver` in its own session, on its own Redis."""
+@dataclass
+class Clients:
+    """Who sends the load. API calls carry `api_headers` (a bearer token once the
+    API wants one); browser requests (Dash) go through `browser`, which keeps
+    cookies, so a session made by signing in is sent with every one of them."""
 
-    def __init__(self, workdir: Path):
-        self.workdir = workdir
-        self.port = free_port()
-        self.redis_process, self.redis_url = start_redis(workdir, port=free_port())
-        self.process: subprocess.Popen | None = None
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        env = dict(os.environ)
-        env.update(
-            PORT=str(self.port),
-            REDIS_URL=self.redis_url,
-            INSTANCE_PATH=str(self.workdir),
-            DATABASE_URL=os.environ.get(
-                "SOAK_DATABASE_URL", f"sqlite:///{self.workdir / 'soak.sqlite'}"
-            ),
-            # The limiter stays on (it is part of what soaks), high enough that the
-            # load is not mostly 429s.
-            START_RATE_LIMIT="100000/minute",
-            PYTHONPATH=str(ROOT),
+    api_headers: dict[str, str] = field(default_factory=dict)
+    browser_headers: dict[str, str] = field(default_factory=dict)
+    browser: urllib.request.OpenerDirector = field(
+        default_factory=lambda: urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
         )
-        log = open(self.workdir / "stack.log", "wb")  # noqa: SIM115 (lives with it)
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "myapp.devserver"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(self.base + "/readyz", timeout=2) as r:
-                    if r.status == 200 and self.processes()["worker"]:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.5)
-        log_text = (self.workdir / "stack.log").read_text(errors="replace")
-        raise SystemExit("the stack did not start:\n" + log_text[-3000:])
+    )
 
-    def processes(self) -> dict[str, list[int]]:
-        """Web (gunicorn) and worker (celery worker) pids under the launcher."""
-        assert self.process is not None
-        children: dict[int, list[int]] = defaultdict(list)
-        commands: dict[int, str] = {}
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                stat = (entry / "stat").read_text()
-                cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            except OSError:
-                continue
-            pid = int(entry.name)
-            children[int(stat.rsplit(")", 1)[1].split()[1])].append(pid)
-            commands[pid] = cmd
-        found: dict[str, list[int]] = {"web": [], "worker": []}
-        todo = [self.process.pid]
-        while todo:
-            pid = todo.pop()
-            cmd = commands.get(pid, "")
-            if "gunicorn" in cmd:
-                found["web"].append(pid)
-            elif "celery" in cmd and " worker" in cmd:
-                found["worker"].append(pid)
-            todo.extend(children.get(pid, []))
-        return found
-
-    def rss_mib(self) -> dict[str, float]:
-        result = {}
-        for role, pids in self.processes().items():
-            total = 0
-            for pid in pids:
-                try:
-                    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                        if line.startswith("VmRSS:"):
-                            total += int(line.split()[1])
-                except OSError:
-                    continue
-            result[role] = round(total / 1024, 1)
-        return result
-
-    def stop(self) -> None:
-        if self.process is not None:
-            with _suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGINT)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                with _suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(10)
-        self.redis_process.terminate()
-        self.redis_process.wait(15)
-
-
-class _suppress:
-    def __init__(self, *exc: type[BaseException]):
-        self.exc = exc
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind, value, tb) -> bool:
-        return kind is not None and issubclass(kind, self.exc)
+    @classmethod
+    def from_args(cls, token: str | None) -> Clients:
+        clients = cls()
+        if token:
+            clients.api_headers["Authorization"] = f"Bearer {token}"
+        return clients
 
 
 class Load:
     """Client threads; each request's kind, status and latency are recorded."""
 
-    def __init__(self, base: str, seconds: float, threads: int, think: float):
+    def __init__(
+        self,
+        base: str,
+        seconds: float,
+        threads: int,
+        think: float,
+        clients: Clients | None = None,
+    ):
         self.base = base
+        self.clients = clients or Clients()
         self.until = time.monotonic() + seconds
         self.threads = threads
         self.think = think
@@ -187,9 +121,14 @@ class Load:
         req = urllib.request.Request(self.base + path, data=data, method=method)
         if data is not None:
             req.add_header("Content-Type", "application/json")
+        browser = kind in BROWSER_KINDS
+        headers = self.clients.browser_headers if browser else self.clients.api_headers
+        for name, value in headers.items():
+            req.add_header(name, value)
+        opener = self.clients.browser if browser else urllib.request.build_opener()
         began = time.perf_counter()
         try:
-            with urllib.request.urlopen(req, timeout=30) as response:
+            with opener.open(req, timeout=30) as response:
                 status, payload = response.status, response.read()
         except urllib.error.HTTPError as exc:
             status, payload = exc.code, exc.read()
@@ -221,6 +160,13 @@ class Load:
                 run_id = rng.choice(self.run_ids) if self.run_ids else None
             if run_id is not None:
                 self.request(kind, "GET", f"/api/runs/{run_id}")
+        elif kind == "cancel":
+            # One of the latest starts: often still running, sometimes just finished
+            # (409), both answers a user gets.
+            with self.lock:
+                recent = self.run_ids[-20:]
+            if recent:
+                self.request(kind, "DELETE", f"/api/runs/{rng.choice(recent)}")
         elif kind == "runs":
             self.request(kind, "GET", "/api/runs?limit=50")
         elif kind == "data":
@@ -327,6 +273,29 @@ def drain(load: Load, seconds: float) -> dict[str, int]:
     return dict(states)
 
 
+def server_counts(load: Load) -> dict[str, Any]:
+    """The server's own view from /metrics: runs finished by state, HTTP 5xx."""
+    req = urllib.request.Request(
+        load.base + "/metrics", headers=load.clients.api_headers
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=30) as response:
+            text = response.read().decode()
+    except (urllib.error.URLError, OSError) as exc:
+        return {"error": f"/metrics: {exc}"}
+    finished: dict[str, float] = defaultdict(float)
+    errors = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "myapp_runs_finished_total":
+                finished[sample.labels["state"]] += sample.value
+            elif sample.name == "myapp_http_requests_total" and sample.labels[
+                "status"
+            ].startswith("5"):
+                errors += sample.value
+    return {"runs_finished": dict(finished), "http_5xx": errors}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10)
@@ -334,27 +303,48 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--think", type=float, default=0.02, help="pause per request")
     parser.add_argument("--drain-seconds", type=float, default=180)
     parser.add_argument("--json", type=Path, help="also write the report here")
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("SOAK_TOKEN"),
+        help="API token sent as Authorization: Bearer (default: $SOAK_TOKEN)",
+    )
     args = parser.parse_args(argv)
+    clients = Clients.from_args(args.token)
 
-    with tempfile.TemporaryDirectory(prefix="myapp-soak-") as tmp:
-        stack = Stack(Path(tmp))
-        try:
-            stack.start()
-            keys = redis.Redis.from_url(stack.redis_url)
+    with (
+        tempfile.TemporaryDirectory(prefix="myapp-soak-") as tmp,
+        Stack(Path(tmp)) as stack,
+    ):
+        database = os.environ.get("SOAK_DATABASE_URL") or stack.database_url
+        # The limiter stays on (it is part of what soaks), high enough that the
+        # load is not mostly 429s.
+        with stack.launcher(
+            DATABASE_URL=database,
+            START_RATE_LIMIT="100000/minute",
+            # Read once at the end; a viewer token would do as well.
+            METRICS_PUBLIC="1",
+        ) as launcher:
+            keys = stack.redis()
+            # Every route but the probes needs a user: the bench admin's token, for
+            # the API and Dash alike, unless --token names another.
+            if not clients.api_headers:
+                clients.api_headers.update(stack.user(database).headers)
+            clients.browser_headers.update(clients.api_headers)
             # Warm up (imports, first Dash render) before the "start" snapshot.
-            warm = Load(stack.base, 5, 1, 0.05)
+            warm = Load(launcher.url, 5, 1, 0.05, clients)
             warm.run()
-            start = {"rss_mib": stack.rss_mib(), "redis_keys": keys.dbsize()}
-            load = Load(stack.base, args.minutes * 60, args.threads, args.think)
+            start = {"rss_mib": rss_mib(launcher), "redis_keys": keys.dbsize()}
+            load = Load(
+                launcher.url, args.minutes * 60, args.threads, args.think, clients
+            )
             load.run_ids = list(warm.run_ids)
             began = time.monotonic()
             load.run()
             elapsed = time.monotonic() - began
             states = drain(load, args.drain_seconds)
-            end = {"rss_mib": stack.rss_mib(), "redis_keys": keys.dbsize()}
+            end = {"rss_mib": rss_mib(launcher), "redis_keys": keys.dbsize()}
             memory = keys.info("memory")["used_memory_human"]
-        finally:
-            stack.stop()
+            server = server_counts(load)
 
     report = {
         "minutes": round(elapsed / 60, 2),
@@ -387,6 +377,7 @@ def main(argv: list[str] | None = None) -> int:
         "start": start,
         "end": end,
         "redis_used_memory_end": memory,
+        "server_metrics": server,
         "errors": load.errors,
     }
     text = json.dumps(report, indent=2)

@@ -7,34 +7,39 @@ Procfile's command lines. The baselines run under exactly the same command lines
 only the app swapped (`bench.baseline_wsgi`), on their own Redis database, so every
 ratio compares code, not settings.
 
-Every subprocess gets PYTHONPATH and cwd = the project root, so it imports this
-checkout's code, and binds or targets 127.0.0.1 only.
+The processes themselves (Redis, gunicorn, the worker, `make run`'s launcher) are
+`myapp.testing`'s, the same the tests start; this module adds what only the bench
+needs: the baseline, the Redis database layout and the settings that keep load from
+being refused. Every subprocess gets PYTHONPATH and cwd = the project root, so it
+imports this checkout's code, and binds or targets 127.0.0.1 only.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import re
-import shlex
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
 import redis
 
-from myapp.devserver import start_redis
+from myapp.testing import (
+    ROOT,
+    Launcher,
+    RedisServer,
+    Service,
+    Web,
+    Worker,
+    clean_environ,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
+__all__ = ["APP_DB", "BASELINE_DB", "DATA_DB", "ROOT", "SMALL_DATA_DB", "Stack"]
 
 # Redis databases of the bench stack: the app and the baseline never share a queue,
 # and the large data sets live apart from the app's own data.
@@ -49,174 +54,22 @@ BENCH_ENV = {
     "MAX_ACTIVE_RUNS": str(10**9),
     "START_RATE_LIMIT": "off",
     "APP_ENV": "production",
+    "ALLOWED_HOSTS": "127.0.0.1,localhost",
     "SCHEDULE_SECONDS": "86400",
 }
 
-# Variables of the caller's shell that must not leak into the stack.
-_CLEARED = (
-    "REDIS_URL",
-    "DATABASE_URL",
-    "SECRET_KEY",
-    "APP_ENV",
-    "INSTANCE_PATH",
-    "PORT",
-    "MAX_ACTIVE_RUNS",
-    "START_RATE_LIMIT",
-    "DATA_PREFIX",
-)
 
+@dataclass(frozen=True)
+class BenchUser:
+    """The admin the load signs in as: every route but the probes needs one."""
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def procfile_command(name: str, env: dict[str, str]) -> list[str]:
-    """The Procfile's command line for a process, `${VAR:-default}` expanded, with
-    its program run as `python -m program` from this interpreter. Leading variable
-    assignments are moved into `env` (which the caller starts the process with)."""
-    for line in (ROOT / "Procfile").read_text().splitlines():
-        key, sep, command = line.partition(":")
-        if sep and key.strip() == name:
-            break
-    else:
-        raise SystemExit(f"Procfile has no {name!r} process")
-
-    def expand(match: re.Match[str]) -> str:
-        return env.get(match.group(1)) or match.group(2) or ""
-
-    command = re.sub(r"\$\{(\w+)(?::-([^}]*))?\}", expand, command)
-    argv = shlex.split(command)
-    # Leading NAME=value words (the worker's REMAP_SIGTERM) belong in the
-    # environment, as the shell would put them.
-    while argv and re.fullmatch(r"[A-Za-z_]\w*=.*", argv[0]):
-        key, _, value = argv.pop(0).partition("=")
-        env[key] = value
-    return [sys.executable, "-m", argv[0], *argv[1:]]
-
-
-class Service:
-    """One subprocess with its log file; stopped by SIGTERM, then SIGKILL."""
-
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], log: Path):
-        self.name = name
-        self.argv = argv
-        self.log = log
-        self._log_file = log.open("ab")
-        self.process = subprocess.Popen(
-            argv,
-            cwd=ROOT,
-            env=env,
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    name: str
+    password: str
+    token: str
 
     @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def tree(self) -> list[psutil.Process]:
-        """This process and all its descendants (gunicorn workers, pool children)."""
-        try:
-            root = psutil.Process(self.pid)
-            return [root, *root.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            return []
-
-    def rss(self) -> int:
-        total = 0
-        for proc in self.tree():
-            with suppress(psutil.NoSuchProcess):
-                total += proc.memory_info().rss
-        return total
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    def wait_until(
-        self,
-        ready: Callable[[], bool],
-        what: str,
-        timeout: float = 60,
-        interval: float = 0.1,
-    ) -> None:
-        """Poll `ready` until it holds; fail if the process exits or time runs out."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.alive():
-                self.fail("exited during start")
-            if ready():
-                return
-            time.sleep(interval)
-        self.fail(f"not {what} within {timeout}s")
-
-    def fail(self, why: str) -> None:
-        self.stop()
-        raise RuntimeError(f"{self.name}: {why}\n--- {self.log} ---\n{self.log_tail()}")
-
-    def stop(self, timeout: float = 20) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                # Only our own process group: the service and its children.
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(10)
-        self._log_file.close()
-
-
-class Web(Service):
-    """gunicorn from the Procfile, bound to 127.0.0.1 on a free port."""
-
-    def __init__(self, name: str, app: str, env: dict[str, str], log: Path):
-        self.port = free_port()
-        env = {**env, "PORT": str(self.port)}
-        argv = procfile_command("web", env)
-        argv = [app if a == "wsgi:app" else a for a in argv]
-        # The command line overrides gunicorn.conf.py's 0.0.0.0 bind: load stays local.
-        argv += ["--bind", f"127.0.0.1:{self.port}"]
-        super().__init__(name, argv, env, log)
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._wait_ready()
-
-    def _wait_ready(self) -> None:
-        self.wait_until(self._healthy, "answering /healthz", interval=0.2)
-
-    def _healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(self.url + "/healthz", timeout=2) as r:
-                return r.status == 200
-        except OSError:
-            return False
-
-    def worker_pids(self) -> list[int]:
-        return [p.pid for p in self.tree()[1:]]
-
-
-class Worker(Service):
-    """A prefork Celery worker from the Procfile's `worker` line."""
-
-    def __init__(self, name: str, app: str, env: dict[str, str], log: Path):
-        argv = procfile_command("worker", env)
-        argv = [app if a == "wsgi:celery_app" else a for a in argv]
-        # Before a trailing `--` (Celery's extra config), not after it.
-        extra = ["--hostname", f"{name}@%h", "--pool", "prefork"]
-        end = argv.index("--") if "--" in argv else len(argv)
-        argv[end:end] = extra
-        super().__init__(name, argv, env, log)
-        self._wait_ready()
-
-    def _wait_ready(self) -> None:
-        self.wait_until(lambda: b" ready." in self.log.read_bytes(), "ready")
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
 
 
 class Stack:
@@ -228,8 +81,9 @@ class Stack:
         self.dir = Path(workdir or self._tmp)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.keep = keep
-        self.redis_port = free_port()
-        self.redis_process: subprocess.Popen | None = None
+        # Its own session: a Ctrl-C on the bench reaches Python, not the server.
+        self.redis_server = RedisServer(self.dir, start_new_session=True)
+        self.redis_port = self.redis_server.port
         # BENCH_DATABASE_URL runs the stack on another database (e.g. PostgreSQL);
         # the bench empties its runs table, so never point it at data you keep.
         self.database_url = os.environ.get("BENCH_DATABASE_URL") or (
@@ -239,6 +93,7 @@ class Stack:
         self._services: list[Service] = []
         self._migrated = False
         self._app = None
+        self._users: dict[str, BenchUser] = {}
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -253,43 +108,35 @@ class Stack:
         for service in reversed(self._services):
             service.stop()
         self._services.clear()
-        if self.redis_process is not None:
-            self.redis_process.terminate()
-            self.redis_process.wait(20)
-            self.redis_process = None
+        self.redis_server.stop()
         if self._tmp and not self.keep:
             shutil.rmtree(self._tmp, ignore_errors=True)
 
     def start_redis(self) -> None:
         """The embedded Redis exactly as `make run` starts it."""
-        self.redis_process, _ = start_redis(
-            self.dir, port=self.redis_port, start_new_session=True
-        )
+        self.redis_server.start()
 
     # -- configuration ------------------------------------------------------------
 
     def redis_url(self, db: int = APP_DB) -> str:
-        return f"redis://127.0.0.1:{self.redis_port}/{db}"
+        return self.redis_server.db_url(db)
 
     def redis(self, db: int = APP_DB) -> redis.Redis:
         return redis.Redis.from_url(self.redis_url(db))
 
     def env(self, db: int = APP_DB, **extra: str) -> dict[str, str]:
-        """The environment of every process of this stack."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("FLASK_")}
-        for name in _CLEARED:
-            env.pop(name, None)
-        env.update(BENCH_ENV)
-        env.update(
-            PYTHONPATH=str(ROOT),
+        """The environment of every process of this stack: no setting of the
+        caller's shell, BENCH_ENV, this stack's Redis and database, then `extra`."""
+        return clean_environ(
+            **BENCH_ENV,
             REDIS_URL=self.redis_url(db),
             DATABASE_URL=self.database_url,
             SECRET_KEY=self.secret_key,
             INSTANCE_PATH=str(self.dir / "instance"),
-            PATH=str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", ""),
+            # The Procfile's default lies in the checkout; a bench counts apart.
+            PROMETHEUS_MULTIPROC_DIR=str(self.dir / "metrics"),
+            **extra,
         )
-        env.update(extra)
-        return env
 
     def migrate(self) -> None:
         """`flask --app wsgi db upgrade`, the Procfile's release step, once."""
@@ -306,6 +153,55 @@ class Stack:
         if result.returncode != 0:
             raise RuntimeError("migrations failed:\n" + result.stderr[-3000:])
         self._migrated = True
+
+    def user(self, database_url: str | None = None) -> BenchUser:
+        """An admin `bench` in the (migrated) database, made with the shipped
+        command line: a password for the browser, a token for HTTP loads."""
+        url = database_url or self.database_url
+        if url not in self._users:
+            if url == self.database_url:
+                self.migrate()
+            env = {**self.env(), "DATABASE_URL": url}
+            password = os.urandom(12).hex()
+
+            def flask(*args: str, stdin: str | None = None):
+                return subprocess.run(
+                    [sys.executable, "-m", "flask", "--app", "wsgi", *args],
+                    cwd=ROOT,
+                    env=env,
+                    input=stdin,
+                    capture_output=True,
+                    text=True,
+                    timeout=120,
+                )
+
+            made = flask(
+                "users",
+                "create",
+                "bench",
+                "--role",
+                "admin",
+                "--password-stdin",
+                stdin=password + "\n",
+            )
+            if made.returncode != 0:  # a kept database (BENCH_DATABASE_URL)
+                made = flask(
+                    "users",
+                    "set-password",
+                    "bench",
+                    "--password-stdin",
+                    stdin=password + "\n",
+                )
+            token = flask("users", "token", "bench", "--label", "bench")
+            if made.returncode or token.returncode:
+                raise RuntimeError("bench user: " + made.stderr + token.stderr)
+            self._users[url] = BenchUser("bench", password, token.stdout.strip())
+        return self._users[url]
+
+    @property
+    def auth(self) -> dict[str, str]:
+        """Headers that authenticate an HTTP request to our web as the bench admin."""
+        return self.user().headers
 
     def app(self):
         """Our Flask app, built in this process on the stack's Redis and database,
@@ -363,7 +259,7 @@ class Stack:
             app, default_db = "bench.baseline_wsgi:app", BASELINE_DB
         db = default_db if db is None else db
         name = f"web-{kind}-{db}"
-        service = self._track(Web(name, app, self.env(db, **env), self._log(name)))
+        service = self._track(Web(name, self.env(db, **env), self._log(name), app))
         try:
             yield service
         finally:
@@ -378,7 +274,25 @@ class Stack:
         else:
             app, db = "bench.baseline_wsgi:celery_app", BASELINE_DB
         name = f"worker-{kind}"
-        service = self._track(Worker(name, app, self.env(db), self._log(name)))
+        service = self._track(Worker(name, self.env(db), self._log(name), app))
+        try:
+            yield service
+        finally:
+            self._untrack(service)
+
+    @contextmanager
+    def launcher(self, **env: str) -> Iterator[Launcher]:
+        """`make run` itself (`python -m myapp.devserver`) on this stack's Redis and
+        database, without BENCH_ENV: the shipped limits apply unless `env` says."""
+        environ = clean_environ(
+            **{
+                "REDIS_URL": self.redis_url(),
+                "DATABASE_URL": self.database_url,
+                "INSTANCE_PATH": str(self.dir),
+                **env,
+            }
+        )
+        service = self._track(Launcher("launcher", environ, self._log("launcher")))
         try:
             yield service
         finally:

@@ -22,10 +22,15 @@ PATHS = {"ours": "/api/tasks/generate_data/runs", "baseline": "/runs"}
 CONNECTIONS = 8
 
 
-def _load(url: str, seconds: float):
+def _load(url: str, seconds: float, headers: dict[str, str]):
     if have_wrk():
         return wrk(
-            url, method="POST", body=BODY, seconds=seconds, connections=CONNECTIONS
+            url,
+            method="POST",
+            body=BODY,
+            seconds=seconds,
+            connections=CONNECTIONS,
+            headers=headers,
         )
     body, path = BODY.encode(), urlsplit(url).path
     return python_load(
@@ -34,6 +39,7 @@ def _load(url: str, seconds: float):
         count=10**6,
         seconds=seconds,
         concurrency=CONNECTIONS,
+        headers=headers,
     )
 
 
@@ -52,9 +58,10 @@ def run(stack: Stack, quick: bool) -> list[Result]:
             # Alternate, so drift in the machine's load hits both alike.
             for kind in ("ours", "baseline"):
                 url = webs[kind].url + PATHS[kind]
-                _load(url, 1 if quick else 2)  # warm-up: imports, pools, JIT caches
+                # Warm-up: imports, pools, JIT caches.
+                _load(url, 1 if quick else 2, stack.auth)
                 stack.reset()
-                result = _load(url, seconds)
+                result = _load(url, seconds, stack.auth)
                 rates[kind].append(result.rate)
                 errors[kind] += result.errors
                 if kind == "ours":

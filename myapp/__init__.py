@@ -30,10 +30,12 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     from myapp.cli import cli_init_app
     from myapp.dashboard import init_dash
     from myapp.extensions import db, migrate, redis_init_app
+    from myapp.metrics import metrics_init_app
     from myapp.runs import admission_init_app
     from myapp.web import web_init_app
     from myapp.worker import celery_init_app
 
+    metrics_init_app(app)  # first, so it times everything the others add
     db.init_app(app)
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"))
     redis_init_app(app)

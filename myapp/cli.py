@@ -1,7 +1,13 @@
-"""`flask --app wsgi tasks ...`: list the tasks, start a run, follow it.
+"""`flask --app wsgi tasks ...` (list the tasks, start a run, follow it) and
+`flask --app wsgi users ...` (manage users and their API tokens).
+
+Whoever has a shell here is trusted with no password: `tasks run` acts as the user
+`--as` names (the first admin by default) with that user's role, and `users`
+manages everyone. Passwords and tokens are printed once and stored only as hashes.
 
 Exit codes of `tasks run`: 0 started (with --wait: ended SUCCESS), 1 the run ended
-FAILURE or REVOKED (or could not be started), 2 bad arguments, 130 interrupted.
+FAILURE or REVOKED (or could not be started or was not allowed), 2 bad arguments,
+130 interrupted. `users` commands exit 1 when the change cannot be made.
 """
 
 from __future__ import annotations
@@ -9,17 +15,20 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import click
 from flask import Flask
 from flask.cli import AppGroup
 
-from myapp import runs
+from myapp import runs, users
 from myapp.extensions import db
 from myapp.models import Run
 from myapp.tasks import DEFINITIONS, UnknownTask, ValidationError
 
 tasks_cli = AppGroup("tasks", help="List the tasks and start runs.")
+users_cli = AppGroup("users", help="Manage users, their roles and API tokens.")
 
 
 @tasks_cli.command("list")
@@ -47,8 +56,17 @@ def list_command() -> None:
 @click.argument("name")
 @click.argument("params", nargs=-1)
 @click.option("--wait", is_flag=True, help="Show progress until the run ends.")
-def run_command(name: str, params: tuple[str, ...], wait: bool) -> None:
+@click.option(
+    "--as",
+    "as_user",
+    metavar="NAME",
+    help="Start it as this user, with their role (default: the first admin).",
+)
+def run_command(
+    name: str, params: tuple[str, ...], wait: bool, as_user: str | None
+) -> None:
     """Start NAME with parameters given as key=value."""
+    requester = _requester(as_user)
     raw: dict[str, str] = {}
     for item in params:
         key, sep, value = item.partition("=")
@@ -56,7 +74,9 @@ def run_command(name: str, params: tuple[str, ...], wait: bool) -> None:
             raise click.BadParameter(f"{item!r} is not key=value", param_hint="PARAMS")
         raw[key] = value
     try:
-        run, _ = runs.start_run(name, raw, source="cli", from_text=True)
+        run, _ = runs.start_run(
+            name, raw, source="cli", requester=requester, from_text=True
+        )
     except UnknownTask:
         known = ", ".join(d.name for d in DEFINITIONS)
         raise click.BadParameter(
@@ -66,7 +86,7 @@ def run_command(name: str, params: tuple[str, ...], wait: bool) -> None:
         # The same field messages as the API and the forms, one per line.
         lines = "".join(f"\n  {k}: {v}" for k, v in exc.fields.items())
         raise click.UsageError(f"invalid parameters for {name}:{lines}") from None
-    except runs.StartRefused as exc:
+    except (runs.StartRefused, runs.NotAllowed) as exc:
         raise click.ClickException(f"not started: {exc}") from None
     click.echo(f"run {run.id} {run.state}")
     click.echo(f"status: {run.status_url}")
@@ -112,5 +132,162 @@ def _progress_line(run: Run, width: int = 30) -> str:
     return f"[{bar:<{width}}] {fraction:4.0%} {run.state} {run.progress_message or ''}"
 
 
+def _requester(name: str | None) -> runs.Requester:
+    """Who `tasks run` acts as: a shell is not rate-limited, but roles apply."""
+    if name is None:
+        user = users.first_admin()
+        if user is None:
+            raise click.ClickException(
+                "no enabled admin to run as: create one with "
+                "`flask --app wsgi users create NAME --role admin`, or give --as NAME"
+            )
+    else:
+        user = users.get_user(name)
+        if user is None or user.disabled:
+            state = "is disabled" if user else "does not exist"
+            raise click.BadParameter(
+                f"user {users.normalise_name(name)!r} {state}", param_hint="--as"
+            )
+    return runs.Requester(name=user.name, role=users.Role(user.role), limit_key=None)
+
+
+# -- users ------------------------------------------------------------------------
+
+
+def _password(from_stdin: bool) -> tuple[str, bool]:
+    """The password to set and whether it was generated (then it is printed)."""
+    if not from_stdin:
+        return users.generate_password(), True
+    line = click.get_text_stream("stdin").readline().rstrip("\r\n")
+    return line, False
+
+
+@users_cli.command("create")
+@click.argument("name")
+@click.option(
+    "--role",
+    required=True,
+    type=click.Choice(users.ROLES, case_sensitive=False),
+    help="What the user may do.",
+)
+@click.option(
+    "--password-stdin",
+    is_flag=True,
+    help="Read the password from the first line of standard input "
+    "instead of printing a generated one.",
+)
+@click.option(
+    "--if-no-users",
+    is_flag=True,
+    help="Do nothing (and print nothing) when any user exists already: "
+    "for first-start scripts.",
+)
+def create_command(
+    name: str, role: str, password_stdin: bool, if_no_users: bool
+) -> None:
+    """Create user NAME with ROLE."""
+    if if_no_users and users.any_user():
+        return
+    password, generated = _password(password_stdin)
+    with _account_errors():
+        user = users.create_user(name, role, password)
+    click.echo(f"created user {user.name} ({user.role})")
+    if generated:
+        click.echo(f"password: {password}")
+
+
+@users_cli.command("list")
+def list_users_command() -> None:
+    """Print every user: name, role, enabled or disabled, live token labels."""
+    found = users.list_users()
+    if not found:
+        click.echo("no users yet: `flask --app wsgi users create NAME --role admin`")
+    for user in found:
+        labels = users.live_token_labels(user)
+        tokens = f"tokens: {', '.join(labels)}" if labels else "no tokens"
+        state = "disabled" if user.disabled else "enabled"
+        click.echo(f"{user.name}\t{user.role}\t{state}\t{tokens}")
+
+
+@users_cli.command("set-role")
+@click.argument("name")
+@click.argument("role", type=click.Choice(users.ROLES, case_sensitive=False))
+def set_role_command(name: str, role: str) -> None:
+    """Give NAME a new ROLE (effective at their next request)."""
+    with _account_errors():
+        user = users.set_role(name, role)
+    click.echo(f"{user.name} is now {user.role}")
+
+
+@users_cli.command("set-password")
+@click.argument("name")
+@click.option(
+    "--password-stdin",
+    is_flag=True,
+    help="Read the password from the first line of standard input "
+    "instead of printing a generated one.",
+)
+def set_password_command(name: str, password_stdin: bool) -> None:
+    """Give NAME a new password; their sessions end."""
+    password, generated = _password(password_stdin)
+    with _account_errors():
+        user = users.set_password(name, password)
+    click.echo(f"new password set for {user.name}; their sessions have ended")
+    if generated:
+        click.echo(f"password: {password}")
+
+
+@users_cli.command("disable")
+@click.argument("name")
+def disable_command(name: str) -> None:
+    """Stop NAME's sessions and tokens from their next request on."""
+    with _account_errors():
+        user = users.disable(name)
+    click.echo(f"{user.name} is disabled")
+
+
+@users_cli.command("enable")
+@click.argument("name")
+def enable_command(name: str) -> None:
+    """Let NAME sign in and use their tokens again."""
+    with _account_errors():
+        user = users.enable(name)
+    click.echo(f"{user.name} is enabled")
+
+
+@users_cli.command("token")
+@click.argument("name")
+@click.option("--label", default="default", show_default=True, help="What it is for.")
+def token_command(name: str, label: str) -> None:
+    """Make an API token for NAME and print it (only this once)."""
+    with _account_errors():
+        token = users.issue_token(name, label)
+    click.echo(token)
+
+
+@users_cli.command("revoke-token")
+@click.argument("name")
+@click.option("--label", help="Revoke NAME's tokens with this label.")
+@click.option("--all", "revoke_all", is_flag=True, help="Revoke every token of NAME.")
+def revoke_token_command(name: str, label: str | None, revoke_all: bool) -> None:
+    """Revoke tokens of NAME (effective at their next request)."""
+    if (label is None) == (not revoke_all):
+        raise click.UsageError("give exactly one of --label TEXT or --all")
+    with _account_errors():
+        count = users.revoke_tokens(name, None if revoke_all else label)
+    click.echo(f"revoked {count} token{'s' if count != 1 else ''} of {name}")
+    if count == 0:
+        sys.exit(1)
+
+
+@contextmanager
+def _account_errors() -> Iterator[None]:
+    try:
+        yield
+    except users.AccountError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 def cli_init_app(app: Flask) -> None:
     app.cli.add_command(tasks_cli)
+    app.cli.add_command(users_cli)

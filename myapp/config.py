@@ -1,83 +1,339 @@
-"""Configuration, read when the factory runs: defaults, then environment, then tests."""
+"""Configuration, read when the factory runs: defaults, then environment, then tests.
+
+Every environment variable myapp or its processes read is declared once, in
+`SETTINGS`: its name, type, default, bounds and meaning. Parsing the environment,
+the defaults, the range checks, the list of names tests and benchmarks clear and
+`.env.example` (`make env-example`) all come from that table.
+
+Adding a setting is one line in `SETTINGS`, e.g.::
+
+    Setting("DATA_MAX_ROWS", int, 1_000_000, "Rows the data set may hold.", minimum=1),
+
+then `make env-example`; a test fails until `.env.example` matches the table.
+"""
 
 from __future__ import annotations
 
 import secrets
+import textwrap
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-# Variables the app reads from the environment, with the type to parse them as.
-# `.env.example` lists the same names with their defaults.
-_ENV_INT = (
-    "MAX_ROWS_PER_RUN",
-    "MAX_ACTIVE_RUNS",
-    "SCHEDULE_SECONDS",
-    "PRUNE_AFTER_DAYS",
-    "RUN_LEASE_SECONDS",
-    "MAX_CONTENT_LENGTH",
-    "DISPATCH_GRACE_SECONDS",
-    "MAX_ACTIVE_RUNS_PER_TASK",
-    "MAX_ATTEMPTS",
-    "REDISPATCH_SECONDS",
-    "REAPER_SLACK_SECONDS",
-    "DATA_MAX_ROWS",
+
+@dataclass(frozen=True)
+class Setting:
+    """One environment variable.
+
+    `kind` is int or str. `default` is what the app uses when the variable is unset
+    (None: unset, or filled in by `finalize`). `app=False` marks variables read by
+    the processes around the app (gunicorn.conf.py, the Procfile, `make run`), which
+    are declared here so they are documented, cleared and range-checked the same
+    way but never copied into the Flask config. `example` is the value shown in
+    `.env.example` when it must differ from the default.
+    """
+
+    name: str
+    kind: type
+    default: int | str | None
+    meaning: str
+    minimum: int | None = None
+    maximum: int | None = None
+    app: bool = True
+    example: str | None = None
+
+    def parse(self, raw: str) -> int | str:
+        """The value of `raw` for this setting; RuntimeError names the variable."""
+        if self.kind is not int:
+            return raw
+        # int() also takes "1_000" and non-ASCII digits; settings are plain numbers.
+        text = raw.strip()
+        digits = text[1:] if text[:1] in "+-" else text
+        if not (digits.isascii() and digits.isdigit()):
+            raise RuntimeError(f"{self.name} must be an integer, got {raw!r}")
+        value = int(text)
+        self.check(value)
+        return value
+
+    def check(self, value: Any) -> None:
+        """Refuse a number out of bounds, with a message naming the variable."""
+        if self.kind is not int or value is None:
+            return
+        if self.minimum is not None and value < self.minimum:
+            raise RuntimeError(
+                f"{self.name} must be at least {self.minimum}, got {value}"
+            )
+        if self.maximum is not None and value > self.maximum:
+            raise RuntimeError(
+                f"{self.name} must be at most {self.maximum}, got {value}"
+            )
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "REDIS_URL",
+        str,
+        "redis://127.0.0.1:6379/0",
+        "Broker, result backend and data store. Unset under `make run`: an embedded "
+        "Redis.",
+        example="",
+    ),
+    Setting(
+        "DATABASE_URL",
+        str,
+        None,
+        "Run history. Default: SQLite under instance/. `postgres://` URLs are "
+        "accepted.",
+        # Stored as SQLALCHEMY_DATABASE_URI, see from_environ.
+        app=False,
+    ),
+    Setting(
+        "SECRET_KEY",
+        str,
+        None,
+        "Sessions, CSRF, Dash's signed job handles. Random per start in development; "
+        "required (and shared by every web process) when APP_ENV is not development.",
+    ),
+    Setting("APP_ENV", str, "development", "development, or anything else for HTTPS."),
+    Setting(
+        "ALLOWED_HOSTS",
+        str,
+        None,
+        "Host names the site answers to, comma-separated (.example.com: every "
+        "subdomain; ports ignored); other Host headers get 400. Any host in "
+        "development when empty; required when APP_ENV is not development.",
+    ),
+    Setting(
+        "INSTANCE_PATH",
+        str,
+        "instance",
+        "Where the SQLite file and the embedded Redis data live.",
+        # Read by create_app before the config exists, and by `make run`.
+        app=False,
+    ),
+    Setting("PORT", int, 8000, "Port gunicorn listens on.", 1, 65535, app=False),
+    Setting("MAX_ROWS_PER_RUN", int, 100_000, "Rows one run may write.", minimum=1),
+    Setting(
+        "START_RATE_LIMIT",
+        str,
+        "60/minute",
+        "Run starts per user (per address for a caller nobody signed in), e.g. "
+        "60/minute; `off` disables the limit.",
+    ),
+    Setting(
+        "LOGIN_RATE_LIMIT",
+        str,
+        "10/minute",
+        "Sign-in attempts per client address and per user name, e.g. 10/minute.",
+    ),
+    Setting(
+        "MAX_ACTIVE_RUNS",
+        int,
+        100,
+        "Runs pending or started at once; beyond it starts get 429.",
+        minimum=1,
+    ),
+    Setting(
+        "MAX_ACTIVE_RUNS_PER_TASK",
+        int,
+        None,
+        "Active runs of one task at once; beyond it its starts get 429. Default: "
+        "four fifths of MAX_ACTIVE_RUNS, so a fifth of the slots stay free for other "
+        "tasks.",
+        minimum=1,
+    ),
+    Setting(
+        "SCHEDULE_SECONDS",
+        int,
+        90,
+        "Beat starts the scheduled run this often.",
+        minimum=1,
+    ),
+    Setting(
+        "PRUNE_AFTER_DAYS",
+        int,
+        30,
+        "prune_runs, scheduled daily, deletes finished runs older than this.",
+        minimum=1,
+    ),
+    Setting(
+        "RUN_LEASE_SECONDS",
+        int,
+        30,
+        "A STARTED run with no heartbeat for this long may be taken over by a "
+        "redelivery.",
+        minimum=1,
+    ),
+    Setting(
+        "DISPATCH_GRACE_SECONDS",
+        int,
+        10,
+        "The outbox sweeper leaves PENDING runs younger than this to their first "
+        "message.",
+        minimum=0,
+    ),
+    Setting(
+        "MAX_ATTEMPTS",
+        int,
+        3,
+        "The reaper: a run whose worker is gone is sent again until claimed this "
+        "many times.",
+        minimum=1,
+    ),
+    Setting(
+        "REDISPATCH_SECONDS",
+        int,
+        120,
+        "A sent run still PENDING/RETRY this long with no message queued is sent "
+        "again.",
+        minimum=1,
+    ),
+    Setting(
+        "REAPER_SLACK_SECONDS",
+        int,
+        60,
+        "A run STARTED longer than Celery's hard time limit plus this ends FAILURE.",
+        minimum=0,
+    ),
+    Setting(
+        "MAX_CONTENT_LENGTH",
+        int,
+        64 * 1024,
+        "Largest request body, in bytes.",
+        minimum=1,
+    ),
+    Setting(
+        "DATA_PREFIX",
+        str,
+        "myapp:data",
+        "Prefix of every Redis key of the data set (their Redis Cluster hash tag).",
+    ),
+    Setting(
+        "DATA_REDIS_URL",
+        str,
+        None,
+        "The data set's own Redis; unset: REDIS_URL's. Only this one may be allowed "
+        "to evict (the broker's must not).",
+    ),
+    Setting(
+        "DATA_MAX_ROWS",
+        int,
+        2_000_000,
+        "Retention: beyond this many rows (about 140 bytes of Redis each) the "
+        "maintenance task drops the oldest runs, whole; 0 keeps every row. At least "
+        "MAX_ROWS_PER_RUN.",
+        minimum=0,
+    ),
+    Setting("WEB_CONCURRENCY", int, 2, "gunicorn worker processes.", 1, app=False),
+    Setting("WEB_THREADS", int, 4, "Threads per gunicorn worker.", 1, app=False),
+    Setting(
+        "WEB_TIMEOUT",
+        int,
+        30,
+        "gunicorn restarts a request slower than this.",
+        1,
+        app=False,
+    ),
+    Setting(
+        "WEB_READ_TIMEOUT",
+        int,
+        20,
+        "Seconds a request has to arrive whole (else 408), and a client to make "
+        "progress reading its response; the web worker reads requests before any "
+        "thread sees them.",
+        1,
+        app=False,
+    ),
+    Setting(
+        "WORKER_CONCURRENCY",
+        int,
+        2,
+        "Pool processes of the Celery worker.",
+        1,
+        app=False,
+    ),
+    Setting(
+        "WORKER_QUEUES",
+        str,
+        "celery,maintenance",
+        "Queues this worker consumes, comma-separated.",
+        app=False,
+    ),
+    Setting(
+        "MAINTENANCE_NAME",
+        str,
+        "maintenance@%h",
+        "Node name of the maintenance worker; unique per worker on one host.",
+        app=False,
+    ),
+    Setting(
+        "WORKER_NAME",
+        str,
+        "celery@%h",
+        "Worker node name; unique per worker on one host.",
+        app=False,
+    ),
+    Setting(
+        "WORKER_SHUTDOWN_SECONDS",
+        int,
+        20,
+        "On SIGTERM, how long running tasks may finish before they are requeued.",
+        minimum=0,
+        app=False,
+    ),
+    Setting(
+        "METRICS_PUBLIC",
+        int,
+        0,
+        "1: GET /metrics answers anonymous callers too (otherwise viewer tokens only).",
+        0,
+        1,
+    ),
+    Setting(
+        "METRICS_PORT",
+        int,
+        None,
+        "A worker serves its host's /metrics figures on this port (for hosts without "
+        "a web process); unset: none.",
+        1,
+        65535,
+    ),
+    Setting(
+        "PROMETHEUS_MULTIPROC_DIR",
+        str,
+        "instance/metrics",
+        "Read by prometheus_client: where every process of this host writes its "
+        "counters for /metrics (the Procfile's default; `make run` empties it at each "
+        "start). Never set it empty.",
+        app=False,
+    ),
 )
-_ENV_STR = (
-    "REDIS_URL",
-    "START_RATE_LIMIT",
-    "APP_ENV",
-    "DATA_PREFIX",
-    "SECRET_KEY",
-    "DATA_REDIS_URL",
-)
+
+# Every variable above: what tests and benchmarks clear so a developer's shell
+# cannot change what they measure.
+ENVIRONMENT_NAMES: tuple[str, ...] = tuple(s.name for s in SETTINGS)
 
 
 def default_config(instance_path: str) -> dict[str, Any]:
     """Fresh defaults for one app: a new dict each call, so apps never share state."""
-    return {
-        "APP_ENV": "development",
-        "SECRET_KEY": None,
-        "REDIS_URL": "redis://127.0.0.1:6379/0",
-        "SQLALCHEMY_DATABASE_URI": "sqlite:///"
-        + str(Path(instance_path) / "myapp.sqlite"),
-        "MAX_ROWS_PER_RUN": 100_000,
-        "MAX_ACTIVE_RUNS": 100,
-        # One task cannot take every slot: the others stay startable (OWASP API4).
-        # Unset: four fifths of MAX_ACTIVE_RUNS (set in finalize).
-        "MAX_ACTIVE_RUNS_PER_TASK": None,
-        "START_RATE_LIMIT": "60/minute",
-        "SCHEDULE_SECONDS": 90,
-        "PRUNE_AFTER_DAYS": 30,
-        # A STARTED run whose heartbeat is older than this may be claimed again by a
-        # redelivered message: its worker is presumed gone.
-        "RUN_LEASE_SECONDS": 30,
-        # PENDING runs younger than this are left to the message already sent.
-        "DISPATCH_GRACE_SECONDS": 10,
-        # The reaper (myapp.reliability): a run whose worker is gone is sent again
-        # until it has been claimed MAX_ATTEMPTS times, then ends FAILURE.
-        "MAX_ATTEMPTS": 3,
-        # A dispatched run still PENDING (or RETRY) after this long whose message is
-        # not in the queue was reserved by a worker that died: send it again.
-        "REDISPATCH_SECONDS": 120,
-        # Grace past Celery's hard time limit before a run still STARTED counts as
-        # stuck (the pool killed it, or the pool cannot enforce limits).
-        "REAPER_SLACK_SECONDS": 60,
-        # Cookies: never readable from scripts, not sent on cross-site posts; Secure
-        # outside development (set in finalize).
-        "SESSION_COOKIE_HTTPONLY": True,
-        "SESSION_COOKIE_SAMESITE": "Lax",
-        "SESSION_COOKIE_SECURE": None,
-        # Task parameters are a few small fields; anything bigger is a mistake or abuse.
-        "MAX_CONTENT_LENGTH": 64 * 1024,
-        "DATA_PREFIX": "myapp:data",
-        # The data set's own Redis; unset: REDIS_URL's (set in finalize).
-        "DATA_REDIS_URL": None,
-        # Retention: the maintenance task drops the oldest runs, whole, beyond this
-        # many rows (about 140 bytes of Redis each); 0 keeps everything.
-        "DATA_MAX_ROWS": 2_000_000,
-        "JSON_SORT_KEYS": False,
-    }
+    config: dict[str, Any] = {s.name: s.default for s in SETTINGS if s.app}
+    config.update(
+        {
+            "SQLALCHEMY_DATABASE_URI": "sqlite:///"
+            + str(Path(instance_path) / "myapp.sqlite"),
+            # Cookies: never readable from scripts, not sent on cross-site posts;
+            # Secure outside development (set in finalize).
+            "SESSION_COOKIE_HTTPONLY": True,
+            "SESSION_COOKIE_SAMESITE": "Lax",
+            "SESSION_COOKIE_SECURE": None,
+            # A CSRF token is valid as long as its session: Dash pages and forms stay
+            # open for hours, and the session (not the clock) is what it binds to.
+            "WTF_CSRF_TIME_LIMIT": None,
+            "JSON_SORT_KEYS": False,
+        }
+    )
+    return config
 
 
 def database_url(url: str) -> str:
@@ -89,22 +345,30 @@ def database_url(url: str) -> str:
 
 
 def from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
-    """The settings present in the environment, parsed."""
+    """The app's settings present (non-empty) in the environment, parsed.
+
+    Every declared variable is parsed and range-checked, the processes' ones too,
+    so `WEB_CONCURRENCY=0` stops the app with a message as `MAX_ACTIVE_RUNS=0` does.
+    """
     found: dict[str, Any] = {}
-    for name in _ENV_STR:
-        if environ.get(name):
-            found[name] = environ[name]
-    for name in _ENV_INT:
-        if environ.get(name):
-            try:
-                found[name] = int(environ[name])
-            except ValueError as exc:
-                raise RuntimeError(
-                    f"{name} must be an integer, got {environ[name]!r}"
-                ) from exc
+    for setting in SETTINGS:
+        raw = environ.get(setting.name)
+        if raw:
+            value = setting.parse(raw)
+            if setting.app:
+                found[setting.name] = value
     if environ.get("DATABASE_URL"):
         found["SQLALCHEMY_DATABASE_URI"] = database_url(environ["DATABASE_URL"])
     return found
+
+
+def allowed_hosts(value: str | list[str] | tuple[str, ...] | None) -> list[str]:
+    """ALLOWED_HOSTS as a list: from the environment's comma-separated text, or
+    as given (tests)."""
+    if not value:
+        return []
+    names = value.split(",") if isinstance(value, str) else value
+    return [name.strip() for name in names if name.strip()]
 
 
 def engine_options(uri: str) -> dict[str, Any]:
@@ -117,12 +381,28 @@ def engine_options(uri: str) -> dict[str, Any]:
 
 def finalize(config: dict[str, Any]) -> None:
     """Check what must hold before the app starts; fill in derived settings."""
+    # Values given by the caller (tests, scripts) obey the same bounds as the
+    # environment's.
+    for setting in SETTINGS:
+        if setting.app:
+            setting.check(config.get(setting.name))
     if config["APP_ENV"] != "development" and not config.get("SECRET_KEY"):
         raise RuntimeError(
             "SECRET_KEY is required when APP_ENV is not 'development': "
             "set it to a long "
             "random string shared by every web process."
         )
+    hosts = allowed_hosts(config.get("ALLOWED_HOSTS"))
+    if config["APP_ENV"] != "development" and not hosts:
+        raise RuntimeError(
+            "ALLOWED_HOSTS is required when APP_ENV is not 'development': set it to "
+            "the comma-separated host names the site is served under "
+            "(e.g. 'app.example.com')."
+        )
+    # Kept as the environment writes it, so the config can be handed on as one.
+    config["ALLOWED_HOSTS"] = ",".join(hosts) or None
+    # Flask checks every request's Host against this list (None: any host).
+    config["TRUSTED_HOSTS"] = hosts or None
     if not config.get("SECRET_KEY"):
         # Development only: a random key per start. `make run` sets one for all
         # processes so sessions and Dash's signed job handles agree between them.
@@ -150,3 +430,27 @@ def finalize(config: dict[str, Any]) -> None:
         **options,
         **config["SQLALCHEMY_ENGINE_OPTIONS"],
     }
+
+
+def env_example() -> str:
+    """The text of `.env.example`: every setting with its default and meaning."""
+    lines = [
+        "# Every setting myapp reads, with its default. Copy to .env to change one"
+        " locally.",
+        "# Generated from the table in myapp/config.py by `make env-example`.",
+    ]
+    for setting in SETTINGS:
+        lines.append("")
+        lines.extend(
+            textwrap.wrap(
+                setting.meaning, 88, initial_indent="# ", subsequent_indent="# "
+            )
+        )
+        if setting.example is not None:
+            shown = setting.example
+        elif setting.default is None:
+            shown = ""
+        else:
+            shown = str(setting.default)
+        lines.append(f"{setting.name}={shown}")
+    return "\n".join(lines) + "\n"

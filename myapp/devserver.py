@@ -1,8 +1,12 @@
 """`make run`: the whole app on one machine with nothing installed but Python.
 
-Starts an embedded Redis when REDIS_URL is unset (bound to 127.0.0.1, append-only
-file under instance/ so data survives a restart), applies migrations, then runs the
-Procfile's web, worker and beat together under honcho. Ctrl-C stops everything.
+Reads `.env` like the `flask` command does (a variable already in the environment
+wins), starts an embedded Redis when REDIS_URL is unset (bound to 127.0.0.1,
+append-only file under instance/ so data survives a restart), applies migrations,
+creates an `admin` user with a generated password when there is no user at all (and
+prints how to sign in), then runs the Procfile's web, worker, maintenance and beat
+together under honcho, all counting into one fresh Prometheus directory. Ctrl-C
+stops everything.
 """
 
 from __future__ import annotations
@@ -15,12 +19,16 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import redis
+from dotenv import dotenv_values
 
 ROOT = Path(__file__).resolve().parent.parent
+# The Procfile processes `make run` starts (release runs first, by itself).
+PROCESSES = ("web", "worker", "maintenance", "beat")
 
 
 def redis_server_binary() -> str:
@@ -105,6 +113,51 @@ def start_redis(
     return process, f"redis://127.0.0.1:{port}/0"
 
 
+def read_env(path: Path, environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment with `path`'s variables added where it has none, as the
+    `flask` command loads `.env` (python-dotenv, never overriding)."""
+    found = dotenv_values(path) if path.is_file() else {}
+    env = {name: value for name, value in found.items() if value is not None}
+    env.update(environ)
+    return env
+
+
+FIRST_ADMIN = "admin"
+
+
+def _first_admin(env: dict[str, str], url: str) -> str:
+    """With no user yet, create `admin` with a generated password and say how to
+    sign in; otherwise how to get back in. The password is printed here only, once:
+    it is stored as a hash."""
+    command = ["users", "create", FIRST_ADMIN, "--role", "admin", "--if-no-users"]
+    created = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "wsgi", *command],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    password = next(
+        (
+            line.removeprefix("password: ")
+            for line in created.splitlines()
+            if line.startswith("password: ")
+        ),
+        None,
+    )
+    if password is None:
+        return (
+            "  Sign in with your user. Lost the password? "
+            ".venv/bin/flask --app wsgi users set-password NAME\n"
+        )
+    return (
+        f"  First start: sign in at {url}login as {FIRST_ADMIN!r}, "
+        f"password {password}\n"
+        "  (shown once; a new one: .venv/bin/flask --app wsgi users set-password "
+        f"{FIRST_ADMIN})\n"
+    )
+
+
 def _interrupt(signum: int, _frame: Any) -> None:
     raise KeyboardInterrupt
 
@@ -114,14 +167,20 @@ def main() -> int:
     # as Ctrl-C, so honcho's processes and the embedded Redis are stopped too.
     signal.signal(signal.SIGTERM, _interrupt)
     os.chdir(ROOT)
-    instance = Path(os.environ.get("INSTANCE_PATH", ROOT / "instance"))
+    env = read_env(ROOT / ".env", os.environ)
+    instance = Path(env.get("INSTANCE_PATH") or ROOT / "instance")
     instance.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
     bin_dir = str(Path(sys.executable).parent)
     env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
     # One key for every process of this start, so they agree on signed data.
     env.setdefault("SECRET_KEY", secrets.token_hex(32))
     env.setdefault("PORT", "8000")
+    # Counters of the processes of an earlier start would be added to this one's.
+    if not env.get("PROMETHEUS_MULTIPROC_DIR"):
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(instance / "metrics")
+    metrics = Path(env["PROMETHEUS_MULTIPROC_DIR"])
+    shutil.rmtree(metrics, ignore_errors=True)
+    metrics.mkdir(parents=True)
     embedded = None
     if not env.get("REDIS_URL"):
         try:
@@ -135,11 +194,13 @@ def main() -> int:
             env=env,
             check=True,
         )
+        url = f"http://127.0.0.1:{env['PORT']}/"
         print(
-            f"\n  myapp is starting at http://127.0.0.1:{env['PORT']}/"
-            f"  (Dash: /dash/, API: /api/tasks)  Ctrl-C stops everything.\n",
+            f"\n  myapp is starting at {url}"
+            f"  (Dash: /dash/, API: /api/tasks)  Ctrl-C stops everything.",
             flush=True,
         )
+        print(_first_admin(env, url), flush=True)
         honcho = subprocess.Popen(
             [
                 sys.executable,
@@ -148,9 +209,11 @@ def main() -> int:
                 "-f",
                 "Procfile",
                 "start",
-                "web",
-                "worker",
-                "beat",
+                # .env is already in `env`; honcho's own reading would let the file
+                # override the environment, the opposite of the flask command.
+                "--env",
+                os.devnull,
+                *PROCESSES,
             ],
             env=env,
         )

@@ -7,6 +7,7 @@ from typing import Any
 
 import redis
 from flask import Flask, current_app
+from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
@@ -24,8 +25,11 @@ class Base(DeclarativeBase):
 db = SQLAlchemy(model_class=Base)
 # render_as_batch lets Alembic alter SQLite tables (it copies them).
 migrate = Migrate(render_as_batch=True, compare_type=True)
-# CSRF tokens for the HTML forms; bound (with its exemptions) by views.views_init_app.
+# CSRF tokens for forms, and for API and Dash calls made with a session; bound, and
+# applied where it is needed, by myapp.web.auth.
 csrf = CSRFProtect()
+# Browser sessions; the loaders (session and bearer token) are set by myapp.web.auth.
+login_manager = LoginManager()
 
 
 def redis_init_app(app: Flask) -> None:

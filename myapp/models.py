@@ -1,11 +1,23 @@
-"""Run history: one row per execution of a task, whatever started it."""
+"""Run history (one row per execution of a task, whatever started it), and the
+users who may start, cancel and read runs, with their API tokens."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Index, Integer, String, Text, UniqueConstraint
+from flask_login import UserMixin
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from myapp.extensions import db
@@ -14,6 +26,8 @@ STATES = ("PENDING", "STARTED", "PROGRESS", "RETRY", "SUCCESS", "FAILURE", "REVO
 ACTIVE_STATES = ("PENDING", "STARTED", "PROGRESS", "RETRY")
 FINISHED_STATES = ("SUCCESS", "FAILURE", "REVOKED")
 SOURCES = ("api", "web", "dash-background", "dash-queued", "beat", "cli", "external")
+# User names are short, lower-case and safe in URLs, logs and key names.
+USER_NAME_LENGTH = 64
 
 
 def utcnow() -> datetime:
@@ -60,6 +74,10 @@ class Run(db.Model):
     started_at: Mapped[datetime | None] = mapped_column(DateTime)
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # The user who started it (None for beat and external runs) and who cancelled
+    # it. Names, not keys: the history outlives any change to the users table.
+    created_by: Mapped[str | None] = mapped_column(String(USER_NAME_LENGTH), index=True)
+    cancelled_by: Mapped[str | None] = mapped_column(String(USER_NAME_LENGTH))
 
     @property
     def finished(self) -> bool:
@@ -101,4 +119,51 @@ class Run(db.Model):
             "finished_at": isoformat(self.finished_at),
             "duration_s": self.duration_s,
             "status_url": self.status_url,
+            "created_by": self.created_by,
+            "cancelled_by": self.cancelled_by,
         }
+
+
+class User(UserMixin, db.Model):
+    """Someone who signs in (a browser session) or calls the API (a token)."""
+
+    __tablename__ = "users"
+    __table_args__ = (UniqueConstraint("name", name="uq_users_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(USER_NAME_LENGTH))
+    role: Mapped[str] = mapped_column(String(16))
+    # A slow salted hash (werkzeug's scrypt); None: no password sign-in at all.
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Part of every session's id: raising it (disable, new password) ends every
+    # session of this user at its next request.
+    auth_epoch: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    def get_id(self) -> str:
+        """What Flask-Login keeps in the session: the id and the epoch it was
+        signed in under."""
+        return f"{self.id}:{self.auth_epoch}"
+
+    @property
+    def is_active(self) -> bool:
+        return not self.disabled
+
+
+class ApiToken(db.Model):
+    """A bearer token of a user. Only the SHA-256 of the token is stored: the token
+    itself is shown once, when it is made."""
+
+    __tablename__ = "api_tokens"
+    __table_args__ = (UniqueConstraint("token_hash", name="uq_api_tokens_token_hash"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    label: Mapped[str] = mapped_column(String(100))
+    token_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime)

@@ -9,10 +9,11 @@ import logging
 from typing import Any
 
 from celery import Celery, Task
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_ready
 from flask import Flask, current_app
 
-from myapp import runs
+from myapp import metrics, runs
+from myapp.beat import quiet_routine_logs
 from myapp.extensions import db, get_store
 from myapp.runs import reaper
 from myapp.tasks import DEFINITIONS, TaskDefinition
@@ -41,12 +42,14 @@ def celery_init_app(app: Flask) -> Celery:
     celery_app.conf.update(
         broker_url=app.config["REDIS_URL"],
         result_backend=app.config["REDIS_URL"],
+        redbeat_redis_url=app.config["REDIS_URL"],
         beat_schedule=schedule,
         **app.config.get("CELERY", {}),
     )
     for definition in DEFINITIONS:
         _register(celery_app, definition)
     _register_maintenance(celery_app)
+    quiet_routine_logs()
 
     @worker_process_init.connect(weak=False)
     def _fresh_connections(**_: Any) -> None:
@@ -54,6 +57,15 @@ def celery_init_app(app: Flask) -> Celery:
         with app.app_context():
             for engine in db.engines.values():
                 engine.dispose(close=False)
+
+    port = app.config["METRICS_PORT"]
+    if port:
+
+        @worker_ready.connect(weak=False)
+        def _serve_metrics(**_: Any) -> None:
+            # In the worker's main process: the pool processes write their figures
+            # to PROMETHEUS_MULTIPROC_DIR, this thread serves them all.
+            metrics.serve_host_metrics(port)
 
     celery_app.set_default()
     app.extensions["celery"] = celery_app
@@ -125,11 +137,13 @@ def _register_maintenance(celery_app: Celery) -> None:
     @celery_app.task(name="myapp.maintain_data", **_MAINTENANCE)
     def maintain_data() -> dict[str, int]:
         """Finish indexing runs whose worker died mid-commit, then drop the oldest
-        runs beyond DATA_MAX_ROWS; both in short steps, within the time limit."""
+        runs beyond DATA_MAX_ROWS; in short steps, for at most ~15 s, so the other
+        maintenance passes are not held up (each pass of 500-row steps drops well
+        over a million rows)."""
         store = get_store()
-        indexing = store.index_pending(seconds=20)
+        indexing = store.index_pending(seconds=5)
         limit = current_app.config["DATA_MAX_ROWS"]
-        dropped = store.trim(limit, seconds=30) if limit else 0
+        dropped = store.trim(limit, seconds=10) if limit else 0
         if dropped:
             log.info("data set: dropped the oldest %d rows (DATA_MAX_ROWS)", dropped)
         return {"dropped": dropped, "still_indexing": indexing}

@@ -2,17 +2,19 @@
 
 Nothing is simulated: runs go through the broker to an embedded worker thread
 (`celery.contrib.testing.worker.start_worker`), and the data lands in Redis.
-Set TEST_DATABASE_URL to run the same suite on PostgreSQL.
+Set TEST_DATABASE_URL to run the same suite on PostgreSQL. Fixtures live here; the
+plain helpers (free_port, wait_for, wait_for_state, pending_run, the process
+classes, signing in) are in `myapp.testing`, shared with tests/faults and bench/.
+
+Every app's test client calls as the admin `admin` with an API token unless told
+otherwise (`app.test_client(token=None)` is anonymous; `token=` another user's);
+`make_user` adds users of other roles.
 """
 
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 # The embedded worker's ping check needs this task registered.
@@ -24,60 +26,19 @@ from flask import Flask
 from flask_migrate import upgrade
 from sqlalchemy import text
 
-from myapp import create_app
-from myapp.devserver import start_redis
+from myapp import create_app, users
+from myapp.config import ENVIRONMENT_NAMES
 from myapp.extensions import db
+from myapp.testing import BROWSER_PASSWORD, RedisServer, TokenClient
 
-ENV_TO_CLEAR = (
-    "REDIS_URL",
-    "DATABASE_URL",
-    "SECRET_KEY",
-    "APP_ENV",
-    "INSTANCE_PATH",
-    "MAX_ROWS_PER_RUN",
-    "MAX_ACTIVE_RUNS",
-    "START_RATE_LIMIT",
-    "SCHEDULE_SECONDS",
-    "RUN_LEASE_SECONDS",
-    "DATA_PREFIX",
-    "DATA_REDIS_URL",
-    "DATA_MAX_ROWS",
-)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class RedisServer:
-    """A throwaway redis-server process the tests can stop and start again."""
-
-    def __init__(self, workdir: Path):
-        self.port = free_port()
-        self.workdir = workdir
-        self.process: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        # The same command and settings `make run` uses (append-only, noeviction).
-        self.process, _ = start_redis(self.workdir, port=self.port)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(10)
-            self.process = None
+# The admin every test client calls as.
+ADMIN = "admin"
 
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    server.start()
+    """One redis-server for the session, started as `make run` starts it."""
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
     yield server
     server.stop()
 
@@ -108,7 +69,7 @@ def database_url(tmp_path_factory) -> str:
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch) -> None:
     """A developer's shell must not change what the tests see."""
-    for name in ENV_TO_CLEAR:
+    for name in ENVIRONMENT_NAMES:
         monkeypatch.delenv(name, raising=False)
     for name in list(os.environ):
         if name.startswith("FLASK_"):
@@ -117,8 +78,10 @@ def _clean_environment(monkeypatch) -> None:
 
 @pytest.fixture
 def make_app(redis_server, database_url, tmp_path) -> Iterator[Callable[..., Flask]]:
-    """Build apps on the session's Redis and database, each starting empty."""
+    """Build apps on the session's Redis and database, each starting empty but for
+    the admin their test clients call as."""
     built: list[Flask] = []
+    admin_token: list[str] = []
 
     def factory(**overrides: Any) -> Flask:
         config = {
@@ -131,14 +94,23 @@ def make_app(redis_server, database_url, tmp_path) -> Iterator[Callable[..., Fla
             **overrides,
         }
         app = create_app(config)
+        app.test_client_class = TokenClient.calling_as(
+            admin_token[0] if admin_token else None
+        )
         built.append(app)
         return app
 
     redis.Redis.from_url(redis_server.url).flushdb()
     cleanup = factory()
     with cleanup.app_context():
-        db.session.execute(text("DELETE FROM runs"))
+        for table in ("runs", "api_tokens", "users"):
+            db.session.execute(text(f"DELETE FROM {table}"))
         db.session.commit()
+        # No password: the tests' admin calls with its token only (a password costs
+        # a slow hash; tests that sign in through /login make their own users).
+        users.create_user(ADMIN, "admin", None)
+        admin_token.append(users.issue_token(ADMIN, "tests"))
+    cleanup.test_client_class = TokenClient.calling_as(admin_token[0])
     yield factory
     for app in built:
         with app.app_context():
@@ -162,6 +134,31 @@ def runner(app):
 
 
 @pytest.fixture
+def make_user(app) -> Callable[..., tuple[str, str]]:
+    """`make_user(role, name=None, password=None)`: a new user and an API token of
+    theirs, as (name, token)."""
+    count = [0]
+
+    def create(
+        role: str, name: str | None = None, password: str | None = None
+    ) -> tuple[str, str]:
+        count[0] += 1
+        name = name or f"{role}{count[0]}"
+        with app.app_context():
+            users.create_user(name, role, password)
+            return name, users.issue_token(name, "tests")
+
+    return create
+
+
+@pytest.fixture
+def browser_login(make_user) -> tuple[str, str]:
+    """An admin who signs in with a password: (name, password), for real browsers."""
+    name, _ = make_user("admin", name="ada", password=BROWSER_PASSWORD)
+    return name, BROWSER_PASSWORD
+
+
+@pytest.fixture
 def worker(app) -> Iterator[Any]:
     """A real Celery worker consuming the app's queue, in a thread (solo pool)."""
     celery_app = app.extensions["celery"]
@@ -173,52 +170,3 @@ def worker(app) -> Iterator[Any]:
         loglevel="WARNING",
     ) as controller:
         yield controller
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 20, interval: float = 0.05):
-    """Poll until predicate() is truthy; return its value or fail with the last one."""
-    deadline = time.monotonic() + timeout
-    value = predicate()
-    while not value:
-        if time.monotonic() > deadline:
-            raise AssertionError(
-                f"condition not met within {timeout}s (last: {value!r})"
-            )
-        time.sleep(interval)
-        value = predicate()
-    return value
-
-
-def wait_for_state(client, run_id: str, states: tuple[str, ...], timeout: float = 20):
-    """Poll the status URL until the run is in one of `states`; return the run."""
-
-    def check():
-        response = client.get(f"/api/runs/{run_id}")
-        if response.status_code == 404:  # a run sent by another client: not adopted yet
-            return None
-        body = response.get_json()
-        return body if body["state"] in states else None
-
-    return wait_for(check, timeout)
-
-
-def pending_run(task: str, params: dict[str, Any], *, source: str):
-    """A PENDING run row with no message sent: what admission records before it
-    sends, for tests of pages and callbacks that only read runs."""
-    import uuid
-
-    from myapp.models import Run, utcnow
-    from myapp.tasks import get_definition
-
-    run = Run(
-        id=str(uuid.uuid4()),
-        task=task,
-        params=get_definition(task).validate(params),
-        source=source,
-        state="PENDING",
-        attempts=0,
-        created_at=utcnow(),
-    )
-    db.session.add(run)
-    db.session.commit()
-    return run

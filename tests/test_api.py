@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import wait_for_state
+from myapp.testing import wait_for_state
 
 
 def start(client, task="generate_data", body=None, **kwargs):

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 from celery.contrib.testing.worker import start_worker
-from conftest import wait_for, wait_for_state
 from sqlalchemy import select
 
 from myapp.extensions import db
 from myapp.models import Run
+from myapp.testing import wait_for, wait_for_state
 
 ROOT = Path(__file__).resolve().parents[1]
 

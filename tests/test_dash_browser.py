@@ -4,13 +4,15 @@ process started from wsgi.py where Dash's terminate-on-cancel needs one)."""
 
 from __future__ import annotations
 
+import base64
+import json
 import socket
 import threading
 from collections.abc import Iterator
 
 import pytest
+import redis
 from celery.beat import Scheduler
-from conftest import free_port, pending_run, wait_for
 from dash.testing.browser import Browser
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.common.by import By
@@ -20,7 +22,14 @@ from myapp import runs
 from myapp.dashboard import ids
 from myapp.extensions import get_store
 from myapp.models import SOURCES, Run
-from tests.faults.procs import Worker
+from myapp.testing import (
+    BROWSER_PASSWORD,
+    Worker,
+    free_port,
+    pending_run,
+    sign_in,
+    wait_for,
+)
 
 CHROME_ARGS = (
     "--headless",
@@ -58,8 +67,11 @@ def serve(app) -> Iterator[str]:
 
 
 @pytest.fixture
-def live(app, worker) -> Iterator[str]:
-    yield from serve(app)
+def live(app, worker, dash_duo, browser_login) -> Iterator[str]:
+    """The app served, and the browser signed in as an admin."""
+    for base in serve(app):
+        sign_in(dash_duo.driver, base, *browser_login)
+        yield base
 
 
 def open_main(dash_duo: Browser, base: str) -> None:
@@ -136,6 +148,32 @@ def test_run_moves_progress_then_succeeds_and_grid_grows(app, live, dash_duo, mo
     assert run.state == "SUCCESS" and run.params == {"rows": 6, "seconds": 3.0}
     with app.app_context():
         assert get_store().run_span(run.id) == (1, 6)
+
+
+def job_polls(dash_duo: Browser) -> list[float]:
+    """Start times (ms) of the page's polls of a background job since the last
+    `performance.clearResourceTimings()`."""
+    return dash_duo.driver.execute_script(
+        """
+        return performance.getEntriesByType('resource')
+            .filter((e) => /_dash-update-component\\?(.*&)?job=/.test(e.name))
+            .map((e) => e.startTime);
+        """
+    )
+
+
+def test_background_polls_back_off_as_the_run_ages(app, live, dash_duo):
+    open_main(dash_duo, live)
+    dash_duo.driver.execute_script(
+        "performance.setResourceTimingBufferSize(5000); "
+        "performance.clearResourceTimings();"
+    )
+    fill_and_run(dash_duo, "5", "10", "background")
+    assert "appended 5 rows" in wait_status(dash_duo, "SUCCESS")
+    polls = job_polls(dash_duo)
+    # Every 100 ms for ten seconds would be about 80 polls (less the answers' own
+    # time); backing off to a tenth of the job's age, capped at 1 s, about 35.
+    assert 5 < len(polls) < 50
 
 
 def test_queued_cancel_ends_revoked_and_history_says_so(app, live, dash_duo):
@@ -230,18 +268,57 @@ def test_page_fits_a_phone(app, live, dash_duo):
     assert bar.tag_name == "progress" and bar.size["width"] > 0.8 * viewport - 60
 
 
+def test_flask_and_dash_pages_share_one_navigation_bar(app, live, dash_duo):
+    """The same links, in the same order, drawn by the same stylesheet."""
+    seen = {}
+    for path in ("/", "/runs", "/dash/", "/dash/history"):
+        dash_duo.driver.get(live + path)
+        dash_duo.wait_for_element("header.site nav a")
+        if path.startswith("/dash/"):
+            dash_duo.wait_for_element(f"#{ids.PAGE} h1")
+        seen[path] = dash_duo.driver.execute_script(
+            """
+            const header = document.querySelector('header.site');
+            const nav = [...header.querySelectorAll('nav a')];
+            return {
+                links: nav.map((a) => [a.textContent.trim(), a.getAttribute('href')]),
+                current: nav.filter((a) => a.getAttribute('aria-current') === 'page')
+                    .map((a) => a.getAttribute('href')),
+                background: getComputedStyle(header).backgroundColor,
+                font: getComputedStyle(document.body).fontFamily,
+                footer: !!document.querySelector('footer.site'),
+            };
+            """
+        )
+    links = [
+        ["myapp", "/"],
+        ["Tasks", "/"],
+        ["Runs", "/runs"],
+        ["Dash", "/dash/"],
+        ["Dash history", "/dash/history"],
+        ["API", "/api/openapi.json"],
+    ]
+    for path, page in seen.items():
+        assert page["links"] == links, path
+        assert page["current"] == [path], path  # the page's own link is marked
+        assert page["footer"], path
+        assert (page["background"], page["font"]) == (
+            seen["/"]["background"],
+            seen["/"]["font"],
+        ), path
+
+
 # -- a prefork worker process built from wsgi.py, like production ---------------------
 
 
 @pytest.fixture
 def prefork_worker(app, tmp_path) -> Iterator[None]:
-    worker = Worker(app, f"dash-prefork-{free_port()}", tmp_path, concurrency=1)
-    worker.start()
+    worker = Worker.for_app(app, f"dash-prefork-{free_port()}", tmp_path, 1)
     try:
         app.config["PREFORK_WORKER"] = f"{worker.name}@{socket.gethostname()}"
         yield
     finally:
-        worker.stop()
+        worker.kill()
 
 
 def test_worker_from_wsgi_registers_every_background_callback(app, prefork_worker):
@@ -254,8 +331,10 @@ def test_worker_from_wsgi_registers_every_background_callback(app, prefork_worke
 
 
 @pytest.fixture
-def live_prefork(app, prefork_worker) -> Iterator[str]:
-    yield from serve(app)
+def live_prefork(app, prefork_worker, dash_duo, browser_login) -> Iterator[str]:
+    for base in serve(app):
+        sign_in(dash_duo.driver, base, *browser_login)
+        yield base
 
 
 def test_background_cancel_terminates_the_job_and_ends_revoked(
@@ -280,3 +359,194 @@ def test_background_cancel_terminates_the_job_and_ends_revoked(
         assert get_store().total() == 0
     dash_duo.driver.get(base + "/dash/history")
     dash_duo.wait_for_contains_text(f"#{ids.HISTORY_GRID}", "REVOKED")
+
+
+# -- no credentials in Redis ----------------------------------------------------------
+
+
+def redis_texts(client) -> list[str]:
+    """Every value of every key (all types), with kombu's base64 message bodies
+    decoded, as text to search."""
+    texts = []
+    for key in client.scan_iter(count=1000):
+        kind = client.type(key)
+        if kind == "string":
+            values = [client.get(key)]
+        elif kind == "list":
+            values = client.lrange(key, 0, -1)
+        elif kind == "hash":
+            values = [x for pair in client.hgetall(key).items() for x in pair]
+        elif kind == "set":
+            values = list(client.smembers(key))
+        elif kind == "zset":
+            values = client.zrange(key, 0, -1)
+        elif kind == "stream":
+            values = [str(entry) for entry in client.xrange(key)]
+        else:
+            values = []
+        texts.append(key)
+        for value in values:
+            texts.extend(_decoded(value or ""))
+    return texts
+
+
+def _decoded(text: str) -> list[str]:
+    """The text, and the bodies of the kombu messages in it (base64 JSON)."""
+    found = [text]
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return found
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+            encoding = (item.get("properties") or {}).get("body_encoding")
+            if encoding == "base64" and isinstance(item.get("body"), str):
+                found.append(base64.b64decode(item["body"]).decode(errors="replace"))
+    return found
+
+
+def test_no_cookie_password_or_token_in_redis_during_a_background_run(
+    app, live, dash_duo, browser_login, make_user
+):
+    _, password = browser_login
+    _, token = make_user("operator")
+    session_cookie = dash_duo.driver.get_cookie("session")["value"]
+    open_main(dash_duo, live)
+    fill_and_run(dash_duo, "5", "6", "background")
+    wait_for(lambda: status(dash_duo).startswith(("STARTED", "PROGRESS")), 40, 0.1)
+    wait_for(lambda: 0 < progress(dash_duo)[0] < 5, 30, 0.1)
+    # An API call with the token while the job runs.
+    assert app.test_client(token=token).get("/api/runs").status_code == 200
+
+    client = redis.Redis.from_url(app.config["REDIS_URL"], decode_responses=True)
+    texts = redis_texts(client)
+    everything = "\n".join(texts)
+    # The scan sees the job's message (the job is running: unacked) and its progress.
+    assert "background_callback_" in everything
+    assert any('"run_id"' in t for t in texts)
+    for secret, what in (
+        (session_cookie, "session cookie"),
+        (password, "password"),
+        (token, "API token"),
+    ):
+        assert secret not in everything, f"{what} found in Redis"
+    assert "Cookie" not in everything and "Authorization" not in everything
+    wait_status(dash_duo, "SUCCESS")
+
+
+# -- roles ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["background", "queued"])
+def test_a_viewer_cannot_start_from_dash_and_an_operator_can(
+    app, live, dash_duo, make_user, mode
+):
+    viewer, _ = make_user("viewer", password=BROWSER_PASSWORD)
+    sign_in(dash_duo.driver, live, viewer, BROWSER_PASSWORD)
+    open_main(dash_duo, live)
+    fill_and_run(dash_duo, "2", "0", mode)
+    refused = wait_status(dash_duo, "Not started")
+    assert "needs the operator role" in refused
+    assert dash_runs(app, f"dash-{mode}") == []
+
+    operator, _ = make_user("operator", password=BROWSER_PASSWORD)
+    sign_in(dash_duo.driver, live, operator, BROWSER_PASSWORD)
+    open_main(dash_duo, live)
+    fill_and_run(dash_duo, "2", "0", mode)
+    wait_status(dash_duo, "SUCCESS")
+    (run,) = dash_runs(app, f"dash-{mode}")
+    assert run.created_by == operator
+
+
+# -- a signed-in user's runs: followed after a reload, run again from the history --
+
+
+@pytest.mark.parametrize("mode", ["background", "queued"])
+def test_a_reloaded_page_still_follows_the_run_in_flight(
+    app, live, dash_duo, browser_login, mode
+):
+    name, _ = browser_login
+    open_main(dash_duo, live)
+    fill_and_run(dash_duo, "50", "30", mode)
+    wait_for(lambda: 0 < progress(dash_duo)[0] < 50, 40, 0.1)
+    (run,) = dash_runs(app, f"dash-{mode}")
+
+    dash_duo.driver.refresh()
+    dash_duo.wait_for_element_by_id(ids.RUN_BUTTON)
+    # The page picks the run up again from its row: the status names it, the bar
+    # keeps moving, and only cancel is enabled.
+    following = wait_for(
+        lambda: f"{mode} run {run.id[:8]}" in status(dash_duo) and status(dash_duo)
+    )
+    assert following.startswith(("PROGRESS", "STARTED"))
+    seen = progress(dash_duo)[0]
+    wait_for(lambda: progress(dash_duo)[0] > seen, 20, 0.1)
+    assert dash_duo.find_element(f"#{ids.RUN_BUTTON}").get_attribute("disabled")
+    dash_duo.find_element(f"#{ids.CANCEL_BUTTON}").click()
+    assert f"{mode} run {run.id[:8]} was cancelled" in wait_status(dash_duo, "REVOKED")
+    (run,) = dash_runs(app, f"dash-{mode}")
+    assert run.state == "REVOKED" and run.cancelled_by == name
+    wait_for(
+        lambda: (
+            not dash_duo.find_element(f"#{ids.RUN_BUTTON}").get_attribute("disabled")
+        )
+    )
+
+
+def history_row(dash_duo: Browser, run_id: str):
+    """The history grid's row of a run (the grid keys rows by run id), or None."""
+    rows = dash_duo.driver.find_elements(
+        By.CSS_SELECTOR,
+        f"#{ids.HISTORY_GRID} .ag-center-cols-container .ag-row[row-id='{run_id}']",
+    )
+    return rows[0] if rows else None
+
+
+def test_history_shows_who_started_each_run_and_runs_one_again(
+    app, live, dash_duo, browser_login, make_user, client
+):
+    name, _ = browser_login
+    operator, token = make_user("operator")
+    mine = client.post(
+        "/api/tasks/generate_data/runs", json={"rows": 3, "seconds": 0}
+    ).get_json()  # the tests' admin
+    theirs = app.test_client(token=token).post(
+        "/api/tasks/summarize_data/runs", json={"category": "beta"}
+    )
+    theirs = theirs.get_json()
+
+    dash_duo.driver.get(live + "/dash/history")
+    wait_for(lambda: history_row(dash_duo, theirs["id"]))
+    assert operator in history_row(dash_duo, theirs["id"]).text
+    dash_duo.select_dcc_dropdown(f"#{ids.HISTORY_CREATED_BY}", value=operator)
+    wait_for(lambda: history_row(dash_duo, mine["id"]) is None)
+    assert history_row(dash_duo, theirs["id"]) is not None
+
+    rerun = dash_duo.find_element(f"#{ids.HISTORY_RERUN}")
+    assert rerun.get_attribute("disabled")
+    history_row(dash_duo, theirs["id"]).click()
+    wait_for(lambda: not rerun.get_attribute("disabled"))
+    rerun.click()
+    dash_duo.wait_for_contains_text(f"#{ids.HISTORY_STATUS}", "Started summarize_data")
+    (again,) = dash_runs(app, "dash-queued")
+    assert again.params == {"category": "beta"} and again.created_by == name
+    # The new run shows up in the grid (the filter is on the operator: clear it).
+    dash_duo.select_dcc_dropdown(f"#{ids.HISTORY_CREATED_BY}", value=name)
+    wait_for(lambda: history_row(dash_duo, again.id))
+
+    # A viewer is told no.
+    viewer, _ = make_user("viewer", password=BROWSER_PASSWORD)
+    sign_in(dash_duo.driver, live, viewer, BROWSER_PASSWORD)
+    dash_duo.driver.get(live + "/dash/history")
+    wait_for(lambda: history_row(dash_duo, theirs["id"]))
+    history_row(dash_duo, theirs["id"]).click()
+    rerun = dash_duo.find_element(f"#{ids.HISTORY_RERUN}")
+    wait_for(lambda: not rerun.get_attribute("disabled"))
+    rerun.click()
+    dash_duo.wait_for_contains_text(f"#{ids.HISTORY_STATUS}", "needs the operator role")
+    assert len(dash_runs(app, "dash-queued")) == 1

@@ -7,13 +7,13 @@ import inspect
 import json
 from types import SimpleNamespace
 
-from conftest import free_port, pending_run, wait_for
 from dash.background_callback.managers import BaseBackgroundCallbackManager
 
 from myapp import runs
 from myapp.dashboard import core
 from myapp.extensions import db, get_store
 from myapp.models import ACTIVE_STATES, Run
+from myapp.testing import as_user, free_port, pending_run, wait_for
 
 
 def job_closure(celery_app, name):
@@ -93,7 +93,7 @@ def active_runs() -> int:
 
 
 def test_invalid_form_values_get_field_messages_and_start_nothing(app):
-    with app.test_request_context():
+    with as_user(app):
         for started in both_modes(core.form_params("0", "later")):
             assert not started.ok and started.run is None
             assert started.field_errors == {
@@ -109,7 +109,7 @@ def test_invalid_form_values_get_field_messages_and_start_nothing(app):
 
 def test_unreachable_broker_is_said_not_hidden(make_app):
     app = make_app(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
-    with app.test_request_context():
+    with as_user(app):
         background, queued = both_modes({"rows": "1"})
         assert not background.ok and "broker is unreachable" in background.message
         assert queued.ok and queued.run.state == "PENDING"
@@ -119,13 +119,13 @@ def test_unreachable_broker_is_said_not_hidden(make_app):
 
 def test_every_limit_applies_to_both_modes(make_app):
     app = make_app(MAX_ACTIVE_RUNS=1)
-    with app.test_request_context():
+    with as_user(app):
         pending_run("generate_data", {}, source="api")
         for started in both_modes({"rows": "1"}):
             assert not started.ok and "already active" in started.message
     # One generate_data run is active already; two more fill its share.
     app = make_app(MAX_ACTIVE_RUNS=10, MAX_ACTIVE_RUNS_PER_TASK=3)
-    with app.test_request_context():
+    with as_user(app):
         for started in both_modes({"rows": "1"}):
             assert started.ok
         for started in both_modes({"rows": "1"}):
@@ -140,7 +140,7 @@ def test_describe_each_outcome(app):
             f"FAILURE: queued run {run.id[:8]}: ResponseError: value is not an integer"
         )
         other = pending_run("generate_data", {}, source="dash-queued")
-        runs.cancel_run(other)
+        runs.revoke_run(other, cancelled_by=None)
         assert core.describe(other, mode="queued").startswith("REVOKED")
         assert core.describe(None, mode="queued").startswith("FAILURE")
 
@@ -148,7 +148,7 @@ def test_describe_each_outcome(app):
 def test_background_work_runs_the_admitted_run_only(app):
     """What the background callback does in the worker, called directly."""
     seen = []
-    with app.test_request_context():
+    with as_user(app):
         admitted = core.start({"rows": "3", "seconds": "0"}, mode="background").run
         run = core.execute_background(
             admitted.id, worker="test", on_progress=lambda *p: seen.append(p)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from flask import current_app
 
-from myapp import create_app
+from myapp import PROJECT_ROOT, config, create_app
 from myapp.config import database_url
 from myapp.extensions import db
 
@@ -71,6 +71,47 @@ def test_environment_is_read_when_the_factory_runs(monkeypatch, tmp_path):
         create_app({"INSTANCE_PATH": str(tmp_path)})
 
 
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("MAX_ACTIVE_RUNS", "0", "MAX_ACTIVE_RUNS must be at least 1, got 0"),
+        ("MAX_ATTEMPTS", "-2", "MAX_ATTEMPTS must be at least 1, got -2"),
+        ("REAPER_SLACK_SECONDS", "-1", "REAPER_SLACK_SECONDS must be at least 0"),
+        ("PORT", "70000", "PORT must be at most 65535, got 70000"),
+        ("WEB_CONCURRENCY", "0", "WEB_CONCURRENCY must be at least 1, got 0"),
+        ("MAX_ROWS_PER_RUN", "1_0", "MAX_ROWS_PER_RUN must be an integer"),
+        ("MAX_ROWS_PER_RUN", "\u0665", "MAX_ROWS_PER_RUN must be an integer"),
+    ],
+)
+def test_numeric_settings_out_of_range_stop_the_start(
+    monkeypatch, tmp_path, name, value, message
+):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(RuntimeError, match=message):
+        create_app({"INSTANCE_PATH": str(tmp_path)})
+
+
+def test_settings_given_by_the_caller_obey_the_same_bounds(tmp_path):
+    with pytest.raises(RuntimeError, match="MAX_ACTIVE_RUNS_PER_TASK must be at least"):
+        create_app({"INSTANCE_PATH": str(tmp_path), "MAX_ACTIVE_RUNS_PER_TASK": 0})
+
+
+def test_env_example_lists_every_setting_with_its_default():
+    shipped = (PROJECT_ROOT / ".env.example").read_text()
+    assert shipped == config.env_example(), (
+        ".env.example differs from the settings table: run `make env-example`"
+    )
+
+
+def test_every_setting_has_a_default_of_its_type_within_bounds():
+    for setting in config.SETTINGS:
+        assert setting.kind in (int, str), setting.name
+        if setting.default is not None:
+            assert isinstance(setting.default, setting.kind), setting.name
+            setting.check(setting.default)
+    assert len(set(config.ENVIRONMENT_NAMES)) == len(config.SETTINGS)
+
+
 def test_production_refuses_to_start_without_a_secret_key(tmp_path):
     with pytest.raises(RuntimeError, match="SECRET_KEY is required"):
         create_app({"APP_ENV": "production", "INSTANCE_PATH": str(tmp_path)})
@@ -78,6 +119,7 @@ def test_production_refuses_to_start_without_a_secret_key(tmp_path):
         {
             "APP_ENV": "production",
             "SECRET_KEY": "s" * 32,
+            "ALLOWED_HOSTS": "app.example.com",
             "INSTANCE_PATH": str(tmp_path),
         }
     )

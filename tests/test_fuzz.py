@@ -2,7 +2,9 @@
 
 Schemathesis generates valid and invalid requests from the document the app serves
 and checks each response against it (status code, content type, headers, body
-schema). Each operation is one test, bounded to 30 examples.
+schema). Each operation is one test, bounded to 30 examples. Requests carry the
+tests' admin token; schemathesis also sends each secured operation without it and
+with a made-up one, and expects a refusal.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ OPERATIONS = _operation_labels()
 @pytest.mark.parametrize("label", OPERATIONS)
 def test_operation_matches_its_document(make_app, label):
     app = make_app()
+    auth = {"Authorization": f"Bearer {app.test_client_class.default_token}"}
     schema = schemathesis.openapi.from_wsgi("/api/openapi.json", app)
     operation = schema.find_operation_by_label(label)
     assert operation is not None, f"{label} is not in the served document"
@@ -56,6 +59,6 @@ def test_operation_matches_its_document(make_app, label):
             # Generated keys repeat across examples with other parameters: reusing
             # a key for another request is rightly refused (422, documented).
             excluded.append(positive_data_acceptance)
-        case.call_and_validate(excluded_checks=excluded)
+        case.call_and_validate(headers=auth, excluded_checks=excluded)
 
     check()

@@ -1,6 +1,8 @@
 """The Procfile's own lines start and answer: release migrates, web serves, the
 worker answers a ping and runs what beat sends, and SIGTERM ends each process within
-a platform's grace period (30 s before SIGKILL) without losing a run in flight.
+a platform's grace period (30 s before SIGKILL) without losing a run in flight. Two
+beats send with one voice; maintenance runs while user runs fill every worker slot;
+/metrics adds up the figures of the web and the worker.
 
 Each command is read from the Procfile and run by /bin/sh, as honcho and platforms
 do; only the program (`celery`, `gunicorn`, `flask`) becomes `<this python> -m ...`
@@ -9,6 +11,8 @@ so the processes import this checkout.
 
 from __future__ import annotations
 
+import itertools
+import json
 import os
 import re
 import shlex
@@ -17,15 +21,19 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+import redis
 import requests
-from conftest import free_port, wait_for, wait_for_state
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, inspect, select
 
+from myapp import beat as beat_module
 from myapp.extensions import db
-from myapp.models import Run
+from myapp.models import Run, utcnow
+from myapp.testing import free_port, wait_for, wait_for_state
 
 ROOT = Path(__file__).resolve().parents[1]
 # Heroku, Render and Kubernetes send SIGKILL 30 s after SIGTERM.
@@ -94,9 +102,12 @@ def procfile_env(redis_server, database_url, tmp_path) -> dict[str, str]:
         "PYTHONPATH": str(ROOT),
         "APP_ENV": "production",
         "SECRET_KEY": "procfile-test-secret",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "REDIS_URL": redis_server.url,
         "DATABASE_URL": database_url,
         "INSTANCE_PATH": str(tmp_path / "instance"),
+        # Web and workers of one host count into one directory.
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
         "WEB_CONCURRENCY": "1",
         "WORKER_CONCURRENCY": "1",
         "RUN_LEASE_SECONDS": "3",
@@ -136,8 +147,14 @@ def celery_ping(env: dict[str, str], worker_name: str) -> bool:
     return result.returncode == 0 and "pong" in result.stdout
 
 
-def test_procfile_names_the_four_processes():
-    assert set(procfile()) == {"release", "web", "worker", "beat"}
+def ready(worker: Process) -> bool:
+    """The worker has connected and consumes (its own log says so)."""
+    assert worker.popen.poll() is None, worker.output()
+    return " ready." in worker.output()
+
+
+def test_procfile_names_its_processes():
+    assert set(procfile()) == {"release", "web", "worker", "maintenance", "beat"}
 
 
 def test_release_migrates_and_web_serves(spawn, tmp_path, app):
@@ -154,13 +171,17 @@ def test_release_migrates_and_web_serves(spawn, tmp_path, app):
         assert web.popen.poll() is None, web.output()
         try:
             return requests.get(url + "/healthz", timeout=2).status_code == 200
-        except requests.ConnectionError:
+        except requests.RequestException:  # not listening yet, or still booting
             return False
 
     wait_for(healthy, timeout=60, interval=0.2)
     assert requests.get(url + "/healthz", timeout=5).json() == {"status": "ok"}
-    assert "Start a run" in requests.get(url + "/", timeout=5).text
-    response = requests.post(url + "/api/tasks/summarize_data/runs", json={}, timeout=5)
+    token = app.test_client_class.default_token
+    auth = {"Authorization": f"Bearer {token}"}
+    assert "Start a run" in requests.get(url + "/", headers=auth, timeout=5).text
+    start = url + "/api/tasks/summarize_data/runs"
+    assert requests.post(start, json={}, timeout=5).status_code == 401
+    response = requests.post(start, json={}, headers=auth, timeout=5)
     assert response.status_code == 202
     run_id = response.json()["id"]
 
@@ -169,8 +190,13 @@ def test_release_migrates_and_web_serves(spawn, tmp_path, app):
     # One line per run transition, and an access log line, in the web's log.
     assert f"run {run_id} task=summarize_data source=api state=PENDING" in output
     assert '"POST /api/tasks/summarize_data/runs HTTP/1.1" 202' in output
+    # The access log does not write credentials.
+    assert token not in output and token[-16:] not in output
 
 
+# Three process starts (worker, beat, a second worker): on a busy 2-core machine
+# each can take 40 s, more than the suite's default budget per test.
+@pytest.mark.timeout(300)
 def test_worker_answers_ping_runs_beat_and_shuts_down_without_losing_a_run(
     spawn, procfile_env, app, client
 ):
@@ -226,3 +252,236 @@ def test_worker_answers_ping_runs_beat_and_shuts_down_without_losing_a_run(
     )
     assert finished["state"] == "SUCCESS", finished
     assert finished["attempts"] >= 2 and finished["result"]["rows"] == 6
+
+
+# -- beat: any number of processes, one voice ----------------------------------------
+
+# Celery's log prefix: "[2025-01-31 12:00:00,123: INFO/MainProcess] ..." (local time).
+_LOG_TIME = r"\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}): \w+/MainProcess\] "
+
+
+def sends(process: Process, entry: str) -> list[datetime]:
+    """When this beat sent `entry`, from its log."""
+    pattern = _LOG_TIME + rf"Scheduler: Sending due task {re.escape(entry)} "
+    return [
+        datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f")
+        for stamp in re.findall(pattern, process.output())
+    ]
+
+
+def queued_tasks(redis_url: str, queue: str) -> list[str]:
+    client = redis.Redis.from_url(redis_url)
+    return [json.loads(raw)["headers"]["task"] for raw in client.lrange(queue, 0, -1)]
+
+
+@pytest.mark.timeout(300)
+def test_two_beats_send_with_one_voice_and_the_second_takes_over(
+    spawn, procfile_env, app
+):
+    interval = float(procfile_env["SCHEDULE_SECONDS"])
+    bound = beat_module.takeover_bound(app.extensions["celery"])
+    beats = [spawn("beat"), spawn("beat")]
+
+    def holder() -> Process | None:
+        owners = [b for b in beats if "beat: Acquired lock" in b.output()]
+        assert len(owners) <= 1, "two beats hold the lock"
+        return owners[0] if owners else None
+
+    first = wait_for(holder, timeout=90, interval=0.2)
+    (second,) = [b for b in beats if b is not first]
+    wait_for(lambda: len(sends(first, "generate-data")) >= 3, timeout=30)
+    first.popen.kill()  # SIGKILL: no chance to release the lock
+    first.popen.wait()
+    killed_at = datetime.now()
+
+    wait_for(lambda: sends(second, "generate-data"), timeout=bound + 30, interval=0.2)
+    wait_for(lambda: len(sends(second, "generate-data")) >= 3, timeout=30)
+    second.popen.kill()
+    second.popen.wait()
+
+    before, after = sends(first, "generate-data"), sends(second, "generate-data")
+    # One voice: the second beat sent nothing while the first was alive.
+    assert min(after) > killed_at > max(before)
+    # It took over within the bound the README states (30 s: the lock's 25 s, then
+    # at most one 5 s wait to try again), give or take the moments two processes
+    # wait for a CPU on a busy machine.
+    assert min(after) - killed_at <= timedelta(seconds=bound + 2)
+    # No entry sent twice: no two sends closer than half the interval...
+    times = sorted(before + after)
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(times)]
+    assert min(gaps) >= interval / 2, gaps
+    # ...and the broker holds no more messages than the logs announce (no worker
+    # ran). Beat logs a send, then publishes it: the SIGKILL may fall in between and
+    # lose that one send (beat sends at most once), never add one.
+    celery_queue = queued_tasks(procfile_env["REDIS_URL"], "celery")
+    assert len(times) - 1 <= celery_queue.count("generate_data") <= len(times)
+    # Beat's routine sends of the maintenance passes stay off its INFO log.
+    assert "Sending due task reap-runs" not in first.output() + second.output()
+    # The maintenance passes went to their own queue.
+    assert "myapp.reap_runs" in queued_tasks(procfile_env["REDIS_URL"], "maintenance")
+    assert "myapp.reap_runs" not in celery_queue
+
+
+# -- maintenance cannot be starved -----------------------------------------------------
+
+
+@pytest.mark.timeout(300)
+def test_reaper_runs_while_long_runs_hold_every_worker_slot(
+    spawn, procfile_env, app, client
+):
+    name = f"busy-{uuid.uuid4().hex[:8]}@test"
+    worker = spawn("worker", WORKER_NAME=name, WORKER_CONCURRENCY="2")
+    maintenance = spawn("maintenance", MAINTENANCE_NAME=f"m-{name}")
+    for process in (worker, maintenance):
+        wait_for(lambda p=process: ready(p), timeout=120, interval=0.5)
+
+    long_runs = [
+        client.post(
+            "/api/tasks/generate_data/runs", json={"rows": 2, "seconds": 120}
+        ).get_json()
+        for _ in range(2)
+    ]
+    for run in long_runs:
+        wait_for_state(client, run["id"], ("PROGRESS",), timeout=90)
+
+    # A run whose worker vanished: STARTED, no heartbeat for longer than the lease.
+    gone = utcnow() - timedelta(minutes=2)
+    with app.app_context():
+        lost = Run(
+            id=str(uuid.uuid4()),
+            task="summarize_data",
+            params={"category": None},
+            source="api",
+            state="STARTED",
+            attempts=1,
+            created_at=gone,
+            dispatched_at=gone,
+            started_at=gone,
+            heartbeat_at=gone,
+        )
+        db.session.add(lost)
+        db.session.commit()
+        lost_id = lost.id
+
+    # What beat sends every 15 s.
+    app.extensions["celery"].send_task("myapp.reap_runs")
+    wait_for_state(client, lost_id, ("RETRY",), timeout=60)
+    # Both slots were busy all along: the reaper ran beside them, not after them.
+    for run in long_runs:
+        assert client.get(run["status_url"]).get_json()["state"] == "PROGRESS"
+        client.delete(run["status_url"])
+
+    # The reaper says what it did; its routine receipt and success stay off INFO.
+    output = maintenance.output()
+    assert f"run {lost_id}: worker lost in attempt 1, sent again" in output
+    assert "Task myapp.reap_runs[" not in output
+
+
+# -- /metrics: the web's and the workers' figures together ---------------------------
+
+
+def scrape(url: str) -> dict[tuple[str, frozenset], float]:
+    response = requests.get(url + "/metrics", timeout=10)
+    assert response.status_code == 200, response.text
+    assert response.headers["Content-Type"].startswith("text/plain")
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+@pytest.mark.timeout(300)
+def test_metrics_count_runs_by_task_source_and_state_across_processes(
+    spawn, procfile_env, app
+):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    web = spawn("web", PORT=str(port), METRICS_PUBLIC="1")
+    name = f"metrics-{uuid.uuid4().hex[:8]}@test"
+    worker_port = free_port()
+    worker = spawn(
+        "worker",
+        WORKER_NAME=name,
+        WORKER_CONCURRENCY="2",
+        METRICS_PORT=str(worker_port),
+    )
+
+    def healthy() -> bool:
+        assert web.popen.poll() is None, web.output()
+        try:
+            return requests.get(url + "/healthz", timeout=2).status_code == 200
+        except requests.RequestException:  # not listening, or still booting
+            return False
+
+    wait_for(healthy, timeout=120, interval=0.2)
+    wait_for(lambda: ready(worker), timeout=120, interval=0.5)
+
+    def start(task: str, params: dict) -> str:
+        response = requests.post(
+            f"{url}/api/tasks/{task}/runs", json=params, timeout=10
+        )
+        assert response.status_code == 202, response.text
+        return response.json()["id"]
+
+    def state(run_id: str) -> str | None:
+        # None until the worker has adopted a run sent by another client.
+        response = requests.get(f"{url}/api/runs/{run_id}", timeout=10)
+        return response.json()["state"] if response.status_code == 200 else None
+
+    done = [start("generate_data", {"rows": 3, "seconds": 0}) for _ in range(2)]
+    done.append(start("summarize_data", {}))
+    cancelled = start("generate_data", {"rows": 3, "seconds": 60})
+    wait_for(lambda: state(cancelled) == "PROGRESS", timeout=60, interval=0.2)
+    assert requests.delete(f"{url}/api/runs/{cancelled}", timeout=10).status_code == 202
+    # Another Celery client's bad message: the worker records it and it fails.
+    failed = str(uuid.uuid4())
+    app.extensions["celery"].send_task(
+        "generate_data", kwargs={"rows": -1}, task_id=failed
+    )
+    finished = ("SUCCESS", "FAILURE", "REVOKED")
+    for run_id in [*done, cancelled, failed]:
+        wait_for(lambda r=run_id: state(r) in finished, timeout=60, interval=0.2)
+    assert state(failed) == "FAILURE"
+
+    # Counted in two processes (cancel in the web, the rest in the worker's pool),
+    # read in one scrape.
+    figures = scrape(url)
+
+    def value(metric: str, **labels: str) -> float:
+        return figures.get((metric, frozenset(labels.items())), 0.0)
+
+    runs = "myapp_runs_finished_total"
+    assert value(runs, task="generate_data", source="api", state="SUCCESS") == 2
+    assert value(runs, task="summarize_data", source="api", state="SUCCESS") == 1
+    assert value(runs, task="generate_data", source="api", state="REVOKED") == 1
+    assert value(runs, task="generate_data", source="external", state="FAILURE") == 1
+    assert value("myapp_runs_accepted_total", task="generate_data", source="api") == 3
+    assert value("myapp_runs_started_total", task="generate_data", source="api") == 3
+    # Every generate_data run started, so each has a duration (the cancelled one too).
+    duration = "myapp_run_duration_seconds"
+    assert value(duration + "_count", task="generate_data") == 4
+    assert value(duration + "_count", task="summarize_data") == 1
+    assert value(duration + "_bucket", task="generate_data", le="+Inf") == 4
+    assert value(duration + "_sum", task="generate_data") > 0
+    http = "myapp_http_requests_total"
+    assert value(http, endpoint="api.create_run", status="202") == 4
+    assert value(http, endpoint="api.cancel_run", status="202") == 1
+    assert value(http, endpoint="api.get_run", status="200") >= 5
+    assert (
+        value("myapp_http_request_duration_seconds_count", endpoint="api.create_run")
+        == 4
+    )
+    # Read at scrape time: nothing active now, both queues known, both sources up.
+    assert not [k for k in figures if k[0] == "myapp_runs_active"]
+    assert ("myapp_queue_messages", frozenset({("queue", "maintenance")})) in figures
+    assert value("myapp_scrape_source_up", source="database") == 1
+    assert value("myapp_scrape_source_up", source="redis") == 1
+
+    # A worker with METRICS_PORT serves its host's counters itself (for hosts
+    # without a web process): the same run figures, no state read at scrape time.
+    served = scrape(f"http://127.0.0.1:{worker_port}")
+    for key, count in figures.items():
+        if key[0] == runs:
+            assert served[key] == count
+    assert not [k for k in served if k[0] == "myapp_queue_messages"]

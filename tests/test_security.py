@@ -10,10 +10,10 @@ from importlib.metadata import version
 
 import pytest
 import redis
-from faults.procs import ShippedRedis
 from flask import session
 
 from myapp import create_app
+from myapp.testing import RedisServer, as_user
 
 
 def start(client, task="generate_data", **body):
@@ -31,7 +31,7 @@ def test_secret_key_is_required_outside_development(make_app):
 
 @pytest.mark.parametrize("env, secure", [("production", True), ("development", False)])
 def test_session_cookie_flags(make_app, env, secure):
-    app = make_app(APP_ENV=env)
+    app = make_app(APP_ENV=env, ALLOWED_HOSTS="localhost")
 
     @app.get("/_set-session")
     def _set_session():
@@ -44,7 +44,7 @@ def test_session_cookie_flags(make_app, env, secure):
 
 
 def test_security_headers_on_pages_and_api(make_app):
-    app = make_app(APP_ENV="production")
+    app = make_app(APP_ENV="production", ALLOWED_HOSTS="localhost")
     for path in ("/api/tasks", "/healthz", "/api/runs/nope"):
         headers = app.test_client().get(path).headers
         assert headers["X-Content-Type-Options"] == "nosniff"
@@ -151,7 +151,7 @@ def test_celery_accepts_only_json_and_limits_every_task(app):
 
 
 def test_shipped_redis_is_durable_and_local(tmp_path):
-    server = ShippedRedis(tmp_path)
+    server = RedisServer(tmp_path)
     server.start()
     try:
         config = server.client().config_get("*")
@@ -185,8 +185,8 @@ def test_factory_refuses_default_secret_in_production_env(monkeypatch, tmp_path)
         create_app()
 
 
-def test_one_rate_limit_counts_every_kind_of_start(make_app):
-    """API, form and Dash starts of one client share START_RATE_LIMIT: once the API
+def test_one_rate_limit_counts_every_kind_of_start(make_app, make_user):
+    """API, form and Dash starts of one user share START_RATE_LIMIT: once the API
     has answered 429, a Dash start is refused too (both modes)."""
     from myapp.dashboard import core
 
@@ -196,10 +196,12 @@ def test_one_rate_limit_counts_every_kind_of_start(make_app):
     form = client.post("/tasks/generate_data/runs", data={"rows": "1"})
     assert form.status_code == 202
     assert start(client).status_code == 429
-    with app.test_request_context(environ_base={"REMOTE_ADDR": "127.0.0.1"}):
+    with as_user(app):
         for mode in ("queued", "background"):
             started = core.start({"rows": "1"}, mode=mode)
             assert not started.ok and "too many starts" in started.message
-    # Another client address has its own count.
-    with app.test_request_context(environ_base={"REMOTE_ADDR": "10.1.2.3"}):
+    # Another user, from the same address, has their own count.
+    _, token = make_user("operator")
+    with as_user(app, token):
         assert core.start({"rows": "1"}, mode="queued").ok
+    assert start(app.test_client(token=token)).status_code == 202

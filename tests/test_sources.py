@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from celery.beat import Scheduler
-from conftest import wait_for, wait_for_state
 from sqlalchemy import update
 
 from myapp.extensions import db
 from myapp.models import Run
+from myapp.testing import wait_for, wait_for_state
 
 
 def runs_of(client, **filters):

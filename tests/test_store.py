@@ -12,9 +12,9 @@ import time
 
 import pytest
 from celery.beat import Scheduler
-from conftest import wait_for
 
 from myapp.store import CATEGORIES, DataStore
+from myapp.testing import wait_for
 
 BIGGEST = 100_000  # MAX_ROWS_PER_RUN's default
 

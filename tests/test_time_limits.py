@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from celery.contrib.testing.worker import start_worker
-from conftest import wait_for_state
+
+from myapp.testing import wait_for_state
 
 
 def test_a_run_over_its_soft_time_limit_ends_failure(make_app):

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from html import unescape
 
 import pytest
-from conftest import free_port, pending_run, wait_for, wait_for_state
 from sqlalchemy import func, select
 from werkzeug.serving import make_server
 
@@ -18,6 +17,7 @@ from myapp import runs
 from myapp.extensions import db
 from myapp.models import Run
 from myapp.store import CATEGORIES
+from myapp.testing import free_port, pending_run, sign_in, wait_for, wait_for_state
 from myapp.web.errors import CSRF_MESSAGE
 
 
@@ -372,7 +372,10 @@ def read(browser, element_id: str, attribute: str | None = None) -> str | None:
     return element.get_attribute(attribute)
 
 
-def test_live_page_follows_a_form_run_to_success(browser, live_server, worker):
+def test_live_page_follows_a_form_run_to_success(
+    browser, live_server, worker, browser_login
+):
+    sign_in(browser, live_server.url, *browser_login)
     browser.get(live_server.url + "/")
     browser.find_element("id", "generate_data-rows").clear()
     browser.find_element("id", "generate_data-rows").send_keys("20")
@@ -393,7 +396,10 @@ def test_live_page_follows_a_form_run_to_success(browser, live_server, worker):
     assert not browser.find_elements("id", "cancel-form")
 
 
-def test_live_page_copes_with_pending_retry_and_failure(app, browser, live_server):
+def test_live_page_copes_with_pending_retry_and_failure(
+    app, browser, live_server, browser_login
+):
+    sign_in(browser, live_server.url, *browser_login)
     (run_id,) = make_runs(app, [("generate_data", "web")])
     browser.get(f"{live_server.url}/runs/{run_id}")
     assert read(browser, "run-state") == "PENDING"
@@ -421,8 +427,9 @@ def test_live_page_copes_with_pending_retry_and_failure(app, browser, live_serve
 
 
 def test_live_page_says_when_the_connection_is_lost_and_recovers(
-    app, browser, live_server
+    app, browser, live_server, browser_login
 ):
+    sign_in(browser, live_server.url, *browser_login)
     (run_id,) = make_runs(app, [("generate_data", "web")])
     browser.get(f"{live_server.url}/runs/{run_id}")
     assert read(browser, "run-state") == "PENDING"
@@ -430,7 +437,7 @@ def test_live_page_says_when_the_connection_is_lost_and_recovers(
     live_server.stop()
     wait_for(lambda: "Connection lost, retrying" in read(browser, "run-connection"))
     with app.app_context():
-        runs.cancel_run(db.session.get(Run, run_id))
+        runs.revoke_run(db.session.get(Run, run_id), cancelled_by=None)
     live_server.start()
     wait_for(lambda: read(browser, "run-state") == "REVOKED", timeout=30)
     assert not browser.find_element("id", "run-connection").is_displayed()

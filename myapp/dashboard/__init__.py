@@ -8,29 +8,34 @@ on the app's own Celery app, and binds every callback to that Dash app, so
 
 from __future__ import annotations
 
+import json
+
 import dash
 from celery.signals import task_revoked
 from dash import html
 from flask import Flask
 
-from myapp.dashboard import layout
-from myapp.dashboard.callbacks import register_callbacks
+from myapp.dashboard import layout, polling
+from myapp.dashboard.callbacks import JOB_INPUTS, register_callbacks
+from myapp.dashboard.guard import guard_init_app
 from myapp.dashboard.manager import AppCeleryManager, declaring
+from myapp.dashboard.site import SiteDash
 
 
 def init_dash(app: Flask) -> dash.Dash:
     """Mount the Dash pages at /dash/ on `app`; keep the Dash app in app.extensions."""
     manager = AppCeleryManager(app, app.extensions["celery"])
-    dash_app = dash.Dash(
+    dash_app = SiteDash(
         __name__,
         server=app,
         url_base_pathname="/dash/",
-        title="myapp · Dash",
+        title="Dash",
         background_callback_manager=manager,
         # Pages are routed by dcc.Location, so their ids are not in the shell.
         suppress_callback_exceptions=True,
+        # How assets/run_poll.js spaces the polls of a background job.
         meta_tags=[
-            {"name": "viewport", "content": "width=device-width, initial-scale=1"}
+            {"name": "myapp-run-poll", "content": json.dumps(polling.browser_policy())}
         ],
     )
     dash_app.layout = layout.shell()
@@ -43,8 +48,11 @@ def init_dash(app: Flask) -> dash.Dash:
     task_revoked.connect(manager.on_task_revoked)
     # Dash sets itself up on its first request without a lock: on a threaded server
     # (gunicorn --threads) concurrent first requests see half-registered resources
-    # and answer 500 for the JS bundles. Set it up now, before any request.
+    # and answer 500 for the JS bundles. Set it up now, before any request; Dash
+    # has no public call for it, hence the private `_setup_server`.
     with app.test_request_context(dash_app.config.url_base_pathname):
         dash_app._setup_server()
+    # After setup: Dash adds its own cancel callback there.
+    guard_init_app(app, dash_app, job_inputs=JOB_INPUTS)
     app.extensions["dash"] = dash_app
     return dash_app

@@ -8,6 +8,7 @@ import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from enum import StrEnum
 from typing import Any
 
 import plotly.graph_objects as go
@@ -15,21 +16,45 @@ from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
-from myapp import runs
+from myapp import runs, users
+from myapp.dashboard import polling
 from myapp.extensions import db, get_redis, get_store
-from myapp.models import Run, isoformat, utcnow
-from myapp.tasks import ProgressHook, ValidationError, get_definition
+from myapp.models import ACTIVE_STATES, Run, isoformat, utcnow
+from myapp.tasks import ProgressHook, UnknownTask, ValidationError, get_definition
 from myapp.web.security import current_requester
 
 log = logging.getLogger(__name__)
 
 TASK = "generate_data"
-# A queued run still PENDING after this long gets an explicit warning, and after
-# GIVE_UP_SECONDS the page stops polling it (the run itself is not abandoned).
+# A queued run still PENDING after this long gets an explicit warning (after
+# polling.GIVE_UP_MS the page stops polling it).
 WAITING_WARN_SECONDS = 10
-GIVE_UP_SECONDS = 300
 HISTORY_LIMIT = 200
 OUTCOME_COLOURS = {"SUCCESS": "#2e7d32", "FAILURE": "#c62828", "REVOKED": "#757575"}
+
+
+class Mode(StrEnum):
+    """How the main page runs generate_data: the values of its mode selector."""
+
+    # A Dash background callback runs the admitted run inside its Celery job.
+    BACKGROUND = "background"
+    # A regular callback admits and sends the run; the page polls its row.
+    QUEUED = "queued"
+
+    @property
+    def source(self) -> str:
+        """The run's `source` in the history."""
+        return f"dash-{self.value}"
+
+    @classmethod
+    def parse(cls, value: Any) -> Mode:
+        """The selector's value; anything unknown is the default, background."""
+        return cls.QUEUED if value == cls.QUEUED.value else cls.BACKGROUND
+
+    @classmethod
+    def of(cls, run: Run) -> Mode:
+        """The mode a run was started in (a re-run from the history is queued)."""
+        return cls.BACKGROUND if run.source == cls.BACKGROUND.source else cls.QUEUED
 
 
 # -- starting -----------------------------------------------------------------
@@ -58,7 +83,7 @@ def form_params(rows: Any, seconds: Any) -> dict[str, Any]:
     return raw
 
 
-def start(raw: Mapping[str, Any], *, mode: str) -> Started:
+def start(raw: Mapping[str, Any], *, mode: Mode | str) -> Started:
     """Admit a run of generate_data exactly as the API does.
 
     Queued mode sends its Celery message; background mode records the run and hands
@@ -66,9 +91,9 @@ def start(raw: Mapping[str, Any], *, mode: str) -> Started:
     does, the reaper sends it as a message). Nothing is started while the broker is
     down in background mode: Dash could not send the job.
     """
-    source = "dash-queued" if mode == "queued" else "dash-background"
+    mode = Mode(mode)
     try:
-        if mode != "queued" and not broker_reachable():
+        if mode is Mode.BACKGROUND and not broker_reachable():
             return Started(
                 message="FAILURE: the broker is unreachable, so no background run "
                 "was started. Try again when it is back, or use queued mode."
@@ -76,14 +101,14 @@ def start(raw: Mapping[str, Any], *, mode: str) -> Started:
         run, _ = runs.start_run(
             TASK,
             raw,
-            source=source,
+            source=mode.source,
             requester=current_requester(),
             from_text=True,
-            send_message=mode == "queued",
+            send_message=mode is Mode.QUEUED,
         )
     except ValidationError as exc:
         return Started(field_errors=exc.fields)
-    except runs.StartRefused as exc:
+    except (runs.StartRefused, runs.NotAllowed) as exc:
         return Started(message=f"Not started: {exc}.")
     except SQLAlchemyError as exc:
         db.session.rollback()
@@ -118,14 +143,14 @@ def execute_background(
     Every outcome ends in the row; the finished row is returned.
     """
     run = runs.get_run(run_id)
-    if run is None or run.source != "dash-background":
+    if run is None or run.source != Mode.BACKGROUND.source:
         return None
     try:
         runs.execute_run(
             get_definition(run.task),
             run_id,
             run.params,
-            source="dash-background",
+            source=Mode.BACKGROUND.source,
             worker=worker,
             on_progress=on_progress,
             adopt=False,
@@ -151,7 +176,53 @@ def worker_name() -> str:
 # -- describing runs ------------------------------------------------------------------
 
 
-def describe(run: Run | None, *, mode: str) -> str:
+def run_in_flight(user: str | None) -> Run | None:
+    """The user's newest run started from the Dash page that has not ended (nor
+    been given up on): what a reloaded page follows again, in either mode."""
+    if user is None:
+        return None
+    run = db.session.scalar(
+        select(Run)
+        .where(
+            Run.created_by == user,
+            Run.source.in_([m.source for m in Mode]),
+            Run.state.in_(ACTIVE_STATES),
+        )
+        .order_by(Run.created_at.desc())
+        .limit(1)
+    )
+    return None if run is None or gave_up_waiting(run) else run
+
+
+def rerun(run_id: str) -> str:
+    """Start the run `run_id` again for the signed-in user (queued: the history
+    page follows it in its grid); one line saying what happened."""
+    run = runs.get_run(run_id)
+    if run is None:
+        return "Not started: that run is not in the history (was it pruned?)."
+    try:
+        new_run, _ = runs.rerun(
+            run, source=Mode.QUEUED.source, requester=current_requester()
+        )
+    except ValidationError as exc:
+        fields = "; ".join(f"{k} {v}" for k, v in exc.fields.items())
+        return f"Not started: {fields}."
+    except (runs.StartRefused, runs.NotAllowed, UnknownTask) as exc:
+        return f"Not started: {exc}."
+    except SQLAlchemyError as exc:
+        db.session.rollback()
+        return database_message(exc)
+    return (
+        f"Started {new_run.task} again as queued run {new_run.id[:8]} "
+        f"({_params_text(new_run.params)})."
+    )
+
+
+def _params_text(params: Mapping[str, Any] | None) -> str:
+    return ", ".join(f"{k}={v}" for k, v in (params or {}).items())
+
+
+def describe(run: Run | None, *, mode: Mode | str) -> str:
     """One honest line about a run: what it is doing or how it ended."""
     if run is None:
         return "FAILURE: the run is not in the history (was it pruned?)."
@@ -186,24 +257,12 @@ def describe(run: Run | None, *, mode: str) -> str:
     return f"{run.state}: {label} is running{progress}."
 
 
-# A polled callback slower than its interval has its responses dropped by the
-# renderer (plotly/dash#1613): the next poll waits at least this many times as long
-# as the last one took.
-POLL_SLOWDOWN = 3
-MAX_POLL_MS = 5000
-# A queued run is polled fast while young, then less often: a tenth of its age,
-# capped at a second, so a ten-minute run costs hundreds of polls, not thousands.
-MIN_POLL_MS = 100
-AGED_POLL_MS = 1000
-
-
 def poll_interval_ms(run: Run | None, took_ms: float) -> int:
-    """The next poll interval of a queued run's page."""
+    """The next poll interval of a queued run's page (see `polling`)."""
     age_ms = 0.0
     if run is not None:
         age_ms = (utcnow() - run.created_at).total_seconds() * 1000
-    interval = max(MIN_POLL_MS, min(AGED_POLL_MS, age_ms / 10), POLL_SLOWDOWN * took_ms)
-    return int(min(MAX_POLL_MS, interval))
+    return polling.run_poll_ms(age_ms, took_ms)
 
 
 def progress_of(run: Run | None) -> tuple[str, str, str]:
@@ -220,7 +279,7 @@ def progress_of(run: Run | None) -> tuple[str, str, str]:
 def gave_up_waiting(run: Run) -> bool:
     """A run PENDING this long is left to the history page; the page stops polling."""
     return run.state == "PENDING" and utcnow() - run.created_at > timedelta(
-        seconds=GIVE_UP_SECONDS
+        milliseconds=polling.GIVE_UP_MS
     )
 
 
@@ -246,31 +305,35 @@ def schedule_line() -> str:
 # -- the data grid --------------------------------------------------------------------
 
 
-def grid_block(request: Mapping[str, Any] | None, max_block: int = 1000) -> dict:
-    """One block for the infinite row model: `getRowsRequest` -> `getRowsResponse`."""
-    request = request or {}
+def grid_block(request: Any, max_block: int = 1000) -> dict:
+    """One block for the infinite row model: `getRowsRequest` -> `getRowsResponse`.
+    Anything in the request that is not what AG Grid sends counts as absent."""
+    request = request if isinstance(request, Mapping) else {}
     start = _bounded_int(request.get("startRow"), 0, 10**9)
     end = _bounded_int(request.get("endRow"), start, start + max_block)
     sort, order = "created_at", "desc"
-    for item in request.get("sortModel") or []:
-        if item.get("colId") in ("value", "created_at", "id") and item.get("sort") in (
-            "asc",
-            "desc",
-        ):
+    sort_model = request.get("sortModel")
+    for item in sort_model if isinstance(sort_model, list) else []:
+        if not isinstance(item, Mapping):
+            continue
+        column, direction = item.get("colId"), item.get("sort")
+        if column in ("value", "created_at", "id") and direction in ("asc", "desc"):
             # Ids are given in creation order, so sorting by id is sorting by time.
-            sort = "value" if item["colId"] == "value" else "created_at"
-            order = item["sort"]
+            sort = "value" if column == "value" else "created_at"
+            order = direction
             break
     page = get_store().page(offset=start, limit=end - start, sort=sort, order=order)
     return {"rowData": page.rows, "rowCount": page.total}
 
 
 def _bounded_int(value: Any, low: int, high: int) -> int:
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
+    """A whole number clamped to [low, high]; `low` for anything else (text,
+    fractions, Infinity and NaN included)."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if type(value) is not int:
         return low
-    return max(low, min(high, number))
+    return max(low, min(high, value))
 
 
 def data_state() -> tuple[int, int]:
@@ -282,9 +345,15 @@ def data_state() -> tuple[int, int]:
 # -- history --------------------------------------------------------------------------
 
 
+def user_names() -> list[str]:
+    """Everyone who may have started a run: the history page's filter choices."""
+    return [user.name for user in users.list_users()]
+
+
 def history(filters: Mapping[str, str | None]) -> list[Run]:
-    """The newest runs matching the page's filters (task, state, source); raises
-    ValidationError for a value that is not one of the choices."""
+    """The newest runs matching the page's filters (task, state, source,
+    created_by); raises ValidationError for a value that is not one of the
+    choices."""
     parsed = runs.RunFilter(**{k: v or None for k, v in filters.items()})
     items, _ = runs.list_runs(parsed, limit=HISTORY_LIMIT)
     return items
@@ -300,7 +369,8 @@ def history_rows(items: Sequence[Run]) -> list[dict[str, Any]]:
                 "task": run.task,
                 "source": run.source,
                 "state": run.state,
-                "params": ", ".join(f"{k}={v}" for k, v in (run.params or {}).items()),
+                "params": _params_text(run.params),
+                "created_by": run.created_by or "",
                 "progress": run.progress_message or "",
                 "duration_s": run.duration_s,
                 "error": (

@@ -35,3 +35,6 @@ HISTORY_SOURCE = "history-source"
 HISTORY_TASK = "history-task"
 HISTORY_INTERVAL = "history-interval"
 HISTORY_SIG = "history-signature"  # fingerprint of the rows last sent
+HISTORY_CREATED_BY = "history-created-by"
+HISTORY_RERUN = "history-rerun"  # "Run again" for the row selected in the grid
+HISTORY_STATUS = "history-status"

@@ -6,16 +6,15 @@ import dash_ag_grid as dag
 from dash import dcc, html
 
 from myapp.dashboard import ids
-from myapp.models import SOURCES, STATES
+from myapp.dashboard.core import Mode, describe, progress_of
+from myapp.dashboard.polling import (
+    DATA_POLL_MS,
+    HISTORY_POLL_MS,
+    RUN_POLL_MS,
+    SCHEDULE_POLL_MS,
+)
+from myapp.models import SOURCES, STATES, Run
 from myapp.tasks import TASK_NAMES
-
-# How often the page asks the store's change counter, and a queued run's row.
-DATA_POLL_MS = 2000
-# The first polls of a queued run come fast (a 0-second run reports in ~0.1 s);
-# core.poll_interval_ms backs off as the run ages.
-RUN_POLL_MS = 100
-SCHEDULE_POLL_MS = 5000
-HISTORY_POLL_MS = 2000
 
 DATA_COLUMNS = [
     {"field": "id", "headerName": "#", "maxWidth": 110, "sortable": False},
@@ -41,6 +40,7 @@ HISTORY_COLUMNS = [
     {"field": "created_at", "headerName": "created (UTC)", "minWidth": 190},
     {"field": "task", "filter": True},
     {"field": "source", "filter": True},
+    {"field": "created_by", "headerName": "by", "filter": True},
     {
         "field": "state",
         "filter": True,
@@ -55,30 +55,26 @@ HISTORY_COLUMNS = [
 
 
 def shell() -> html.Div:
-    """Same for every path: navigation, the router target and the page's stores."""
+    """Same for every path: the router and its target. The navigation bar is the
+    site's, around the Dash app (templates/dash.html)."""
     return html.Div(
         className="dash-shell",
-        children=[
-            dcc.Location(id=ids.URL),
-            html.Nav(
-                className="nav",
-                children=[
-                    html.A("myapp", href="/", className="brand"),
-                    dcc.Link("Run tasks", href="/dash/"),
-                    dcc.Link("History", href="/dash/history"),
-                ],
-            ),
-            html.Main(id=ids.PAGE),
-        ],
+        children=[dcc.Location(id=ids.URL), html.Div(id=ids.PAGE)],
     )
 
 
-def main_page() -> html.Div:
+def main_page(following: Run | None = None) -> html.Div:
+    """The main page; `following` is a run of this user still in flight, which the
+    page follows from its first render (its row's progress, and cancel), whichever
+    mode started it: a reload loses Dash's handle on a background job, not the run.
+    """
     return html.Div(
         className="page",
         children=[
             html.H1("Generate data"),
-            html.Section(className="card", children=[_form(), _progress()]),
+            html.Section(
+                className="card", children=[_form(following), _progress(following)]
+            ),
             html.P(id=ids.SCHEDULE_INFO, className="muted"),
             html.Section(
                 className="card",
@@ -98,10 +94,17 @@ def main_page() -> html.Div:
             dcc.Store(id=ids.BG_REQUEST),
             dcc.Store(id=ids.BG_RUN),
             dcc.Store(id=ids.BG_DONE),
-            dcc.Store(id=ids.QUEUED_RUN),
+            dcc.Store(
+                id=ids.QUEUED_RUN,
+                data={"id": following.id} if following is not None else None,
+            ),
             dcc.Store(id=ids.DATA_VERSION),
             dcc.Store(id=ids.GRID_REFRESHED),
-            dcc.Interval(id=ids.POLL_INTERVAL, interval=RUN_POLL_MS, disabled=True),
+            dcc.Interval(
+                id=ids.POLL_INTERVAL,
+                interval=RUN_POLL_MS,
+                disabled=following is None,
+            ),
             dcc.Interval(id=ids.DATA_INTERVAL, interval=DATA_POLL_MS),
             dcc.Interval(id=ids.SCHEDULE_INTERVAL, interval=SCHEDULE_POLL_MS),
         ],
@@ -126,7 +129,7 @@ def _field(label: str, input_id: str, error_id: str, value: str) -> html.Div:
     )
 
 
-def _form() -> html.Div:
+def _form(following: Run | None) -> html.Div:
     return html.Div(
         className="form",
         children=[
@@ -139,10 +142,10 @@ def _form() -> html.Div:
                     dcc.RadioItems(
                         id=ids.MODE_SELECT,
                         options=[
-                            {"label": "background callback", "value": "background"},
-                            {"label": "queued Celery task", "value": "queued"},
+                            {"label": "background callback", "value": Mode.BACKGROUND},
+                            {"label": "queued Celery task", "value": Mode.QUEUED},
                         ],
-                        value="background",
+                        value=Mode.BACKGROUND,
                         className="radio",
                     ),
                 ],
@@ -150,21 +153,32 @@ def _form() -> html.Div:
             html.Div(
                 className="buttons",
                 children=[
-                    html.Button("Run", id=ids.RUN_BUTTON, className="primary"),
-                    html.Button("Cancel", id=ids.CANCEL_BUTTON, disabled=True),
+                    html.Button(
+                        "Run", id=ids.RUN_BUTTON, disabled=following is not None
+                    ),
+                    html.Button(
+                        "Cancel",
+                        id=ids.CANCEL_BUTTON,
+                        className="danger",
+                        disabled=following is None,
+                    ),
                 ],
             ),
         ],
     )
 
 
-def _progress() -> html.Div:
+def _progress(following: Run | None) -> html.Div:
+    value, maximum, text = progress_of(following)
+    status = "Ready."
+    if following is not None:
+        status = describe(following, mode=Mode.of(following))
     return html.Div(
         className="progress-block",
         children=[
-            html.Progress(id=ids.RUN_PROGRESS, value="0", max="1"),
-            html.Span(id=ids.RUN_PROGRESS_TEXT, className="muted"),
-            html.Div(id=ids.APP_STATUS, role="status", children="Ready."),
+            html.Progress(id=ids.RUN_PROGRESS, value=value, max=maximum),
+            html.Span(id=ids.RUN_PROGRESS_TEXT, className="muted", children=text),
+            html.Div(id=ids.APP_STATUS, role="status", children=status),
         ],
     )
 
@@ -191,7 +205,10 @@ def data_grid() -> dag.AgGrid:
     )
 
 
-def history_page() -> html.Div:
+def history_page(user_names: tuple[str, ...] = ()) -> html.Div:
+    """Every run, newest first; filters (who started it among them), and Run again
+    for the row selected in the grid."""
+
     def choice(id_: str, label: str, values: tuple[str, ...]) -> html.Div:
         return html.Div(
             className="field",
@@ -216,6 +233,7 @@ def history_page() -> html.Div:
                     choice(ids.HISTORY_STATE, "State", STATES),
                     choice(ids.HISTORY_SOURCE, "Source", SOURCES),
                     choice(ids.HISTORY_TASK, "Task", TASK_NAMES),
+                    choice(ids.HISTORY_CREATED_BY, "Started by", user_names),
                 ],
             ),
             html.Section(
@@ -228,10 +246,31 @@ def history_page() -> html.Div:
                         getRowId="params.data.id",
                         defaultColDef={"resizable": True, "sortable": True},
                         columnSize="autoSize",
-                        dashGridOptions={"animateRows": False},
+                        dashGridOptions={
+                            "animateRows": False,
+                            # A click selects a run for Run again.
+                            "rowSelection": {
+                                "mode": "singleRow",
+                                "checkboxes": False,
+                                "enableClickSelection": True,
+                            },
+                        },
                         style={"height": "420px", "width": "100%"},
                         className="ag-theme-alpine",
-                    )
+                    ),
+                    html.Div(
+                        className="buttons",
+                        children=[
+                            html.Button(
+                                "Run again", id=ids.HISTORY_RERUN, disabled=True
+                            ),
+                            html.Span(
+                                id=ids.HISTORY_STATUS,
+                                role="status",
+                                children="Select a run to start it again.",
+                            ),
+                        ],
+                    ),
                 ],
             ),
             html.Section(className="card", children=[dcc.Graph(id=ids.HISTORY_CHART)]),

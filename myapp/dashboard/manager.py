@@ -5,13 +5,21 @@ Upstream keeps process-wide state that breaks "create_app() many times per proce
 - `BaseBackgroundCallbackManager.managers` / `.functions` are class-level lists: every
   new manager registers every background callback ever declared in the process, and
   every declaration is registered in every manager ever built.
-- `_make_job_fn` registers each job with Celery's default `shared=True`, so the closure
-  of the first app is handed to every Celery app finalized later, and a task name
-  keeps pointing at the first app's code.
+- Its job factory registers each job with `celery_app.task(...)`, whose default
+  `shared=True` hands the closure of the first app to every Celery app finalized
+  later, so a task name keeps pointing at the first app's code.
 
 `AppCeleryManager` starts empty, `declaring(manager)` makes it the only manager Dash
-sees while one app declares its callbacks, and jobs are registered `shared=False` on
-this app's Celery app only. It also fixes `get_updated_props` (see there).
+sees while one app declares its callbacks, and the manager's Celery handle is
+`UnsharedTaskApp`, so upstream's own job factory registers jobs `shared=False` on
+this app's Celery app only. It also fixes `get_updated_props` (see there), and
+keeps credentials out of the jobs' messages (`call_job_fn`).
+
+Dash internals this module relies on (checked against dash 4.4.x): the class-level
+lists above, `CeleryManager.handle` being what the job factory and every other
+method of the manager call, `_make_set_props_key` (where jobs write `set_props`),
+and the job's call signature (result key, progress key, inputs, context), whose
+context holds the request's cookies and headers.
 """
 
 from __future__ import annotations
@@ -23,12 +31,8 @@ from contextlib import contextmanager, suppress
 from typing import Any
 
 from celery import Celery
-from celery.backends.base import DisabledBackend
 from dash.background_callback.managers import BaseBackgroundCallbackManager
-from dash.background_callback.managers.celery_manager import (
-    CeleryManager,
-    _make_job_fn,
-)
+from dash.background_callback.managers.celery_manager import CeleryManager
 from flask import Flask
 
 from myapp import runs
@@ -36,36 +40,47 @@ from myapp import runs
 log = logging.getLogger(__name__)
 
 JOB_PREFIX = "background_callback_"
+# What Dash copies from the request into a background job's context that may carry
+# credentials.
+CREDENTIAL_CONTEXT = frozenset(("cookies", "headers"))
 
 
-class _UnsharedTasks:
-    """The Celery app as `_make_job_fn` sees it: tasks are registered shared=False."""
+class UnsharedTaskApp:
+    """A Celery app whose `.task()` registers tasks `shared=False`; everything else
+    (backend, control, AsyncResult, …) is the app's own."""
 
     def __init__(self, celery_app: Celery):
         self._app = celery_app
-        self.backend = celery_app.backend
 
-    def task(self, **options: Any) -> Callable[[Callable[..., Any]], Any]:
-        return self._app.task(shared=False, **options)
+    def task(self, *args: Any, **options: Any) -> Callable[[Callable[..., Any]], Any]:
+        return self._app.task(*args, shared=False, **options)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._app, name)
 
 
 class AppCeleryManager(CeleryManager):
     """A CeleryManager that knows only the callbacks of its own Dash app."""
 
     def __init__(self, flask_app: Flask, celery_app: Celery):
-        # BaseBackgroundCallbackManager.__init__ is skipped on purpose: it appends this
-        # manager to the class-level list and registers every callback declared so far
-        # in the process, other apps' closures included.
-        if isinstance(celery_app.backend, DisabledBackend):
-            raise ValueError("the Celery app needs a result backend")
-        self.handle = celery_app
-        self.expire = None
-        self.cache_by = None
-        self.func_registry: dict[str, Any] = {}
+        # Upstream's __init__ checks the result backend, then appends this manager
+        # to the class-level list and registers every callback declared so far in
+        # the process, other apps' closures included: run it on an empty registry.
+        with _registry_of():
+            super().__init__(celery_app)
+        self.handle = UnsharedTaskApp(celery_app)
+        self.celery_app = celery_app
         self.flask_app = flask_app
 
-    def make_job_fn(self, fn: Callable[..., Any], progress: bool, key: Any = None):
-        return _make_job_fn(fn, _UnsharedTasks(self.handle), progress, key)
+    def call_job_fn(self, key: str, job_fn: Any, args: Any, context: Any) -> str:
+        # Dash puts the whole request context in the job's Celery message, the
+        # user's cookies (the session) and headers (Authorization) included, and
+        # that message sits in Redis. Our callbacks never read them in the job: the
+        # run row says who started it. Send the context without them.
+        context = {
+            k: v for k, v in dict(context).items() if k not in CREDENTIAL_CONTEXT
+        }
+        return super().call_job_fn(key, job_fn, args, context)
 
     def get_updated_props(self, key: str) -> dict[str, Any]:
         # Upstream reads the `-set_props` key and deletes the *result* key
@@ -93,7 +108,7 @@ class AppCeleryManager(CeleryManager):
         if (
             sender is None
             or request is None
-            or getattr(sender, "app", None) is not (self.handle)
+            or getattr(sender, "app", None) is not self.celery_app
         ):
             return
         if not str(getattr(sender, "name", "")).startswith(JOB_PREFIX):
@@ -106,8 +121,10 @@ class AppCeleryManager(CeleryManager):
             if run is None or run.finished:
                 return
             # It may finish while the signal is on its way: then there is no cancel.
+            # Only the page that started a job holds its signed handle, so whoever
+            # had it terminated is the user who started the run.
             with suppress(runs.RunFinished):
-                runs.cancel_run(run)
+                runs.revoke_run(run, cancelled_by=run.created_by)
 
 
 def _run_id_of_job(request: Any) -> str | None:
@@ -127,9 +144,16 @@ def declaring(manager: AppCeleryManager) -> Iterator[None]:
     """While one Dash app declares its callbacks, `manager` is the only manager Dash's
     class-level registry knows; afterwards the registry is as it was, so no other
     app's manager sees these callbacks and this one sees no one else's."""
+    with _registry_of(manager):
+        yield
+
+
+@contextmanager
+def _registry_of(*managers: BaseBackgroundCallbackManager) -> Iterator[None]:
     cls = BaseBackgroundCallbackManager
     saved_managers, saved_functions = cls.managers[:], cls.functions[:]
-    cls.managers[:] = [manager]
+    cls.managers[:] = managers
+    cls.functions[:] = []
     try:
         yield
     finally:

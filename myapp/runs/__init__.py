@@ -1,7 +1,9 @@
 """Runs: every execution of a task, whatever started it, is one row that is the
 status of record.
 
-- `admission`: the one way to start a run (validate, limit, record, send);
+- `admission`: the one way to start (or re-run) a run (allow, validate, limit,
+  record, send);
+- `permissions`: who may start and cancel what (`Requester`);
 - `dispatch`: sending a recorded run's message, and the outbox;
 - `execution`: the worker's side (claim, progress and heartbeat, finish);
 - `transitions`: conditional state changes shared by all of them, and cancel;
@@ -11,10 +13,11 @@ status of record.
 
 from __future__ import annotations
 
-from myapp.runs.admission import Requester, admission_init_app, start_run
+from myapp.runs.admission import admission_init_app, rerun, start_run
 from myapp.runs.dispatch import SOURCE_HEADER, dispatch, dispatch_pending
 from myapp.runs.errors import (
     IdempotencyConflict,
+    NotAllowed,
     RateLimited,
     RunBusy,
     RunFailed,
@@ -24,12 +27,20 @@ from myapp.runs.errors import (
     TooManyActiveRunsOfTask,
 )
 from myapp.runs.execution import ProgressReporter, execute_run
+from myapp.runs.permissions import Requester, may_cancel, may_start
 from myapp.runs.queries import RunFilter, get_run, list_runs
-from myapp.runs.transitions import cancel_run, fail_run, is_transient, mark_retry
+from myapp.runs.transitions import (
+    cancel_run,
+    fail_run,
+    is_transient,
+    mark_retry,
+    revoke_run,
+)
 
 __all__ = [
     "SOURCE_HEADER",
     "IdempotencyConflict",
+    "NotAllowed",
     "ProgressReporter",
     "RateLimited",
     "Requester",
@@ -50,5 +61,9 @@ __all__ = [
     "is_transient",
     "list_runs",
     "mark_retry",
+    "may_cancel",
+    "may_start",
+    "rerun",
+    "revoke_run",
     "start_run",
 ]

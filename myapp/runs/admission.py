@@ -1,10 +1,11 @@
 """Admission: the one way every edge starts a run.
 
 API, HTML form, CLI, Dash (both modes) and re-runs all call `start_run`. It
-validates the parameters through the task's definition, honours an Idempotency-Key,
-applies every limit (START_RATE_LIMIT per requester, MAX_ACTIVE_RUNS,
-MAX_ACTIVE_RUNS_PER_TASK), commits the PENDING row and only then sends its message.
-A refusal is a `StartRefused` that carries its own message.
+checks that the requester's role may start the task, validates the parameters
+through the task's definition, honours an Idempotency-Key, applies every limit
+(START_RATE_LIMIT per user, MAX_ACTIVE_RUNS, MAX_ACTIVE_RUNS_PER_TASK), commits the
+PENDING row (with who started it) and only then sends its message. A refusal is a
+`NotAllowed` or a `StartRefused` that carries its own message.
 
 Beat and other Celery clients send messages without a row; the worker adopts those
 (`execution`): they are the schedule and trusted code, not users to limit.
@@ -14,22 +15,17 @@ from __future__ import annotations
 
 import functools
 import logging
-import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, NoReturn
 
-import redis
 from flask import Flask, current_app
-from limits import RateLimitItem, parse
-from limits.storage import MemoryStorage, RedisStorage
-from limits.strategies import FixedWindowRateLimiter
 from sqlalchemy import Insert, and_, bindparam, func, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from myapp.extensions import db
 from myapp.models import ACTIVE_STATES, Run, utcnow
+from myapp.ratelimit import RateLimit, RateLimitExceeded
 from myapp.runs.dispatch import send, undispatched
 from myapp.runs.errors import (
     IdempotencyConflict,
@@ -37,18 +33,11 @@ from myapp.runs.errors import (
     TooManyActiveRuns,
     TooManyActiveRunsOfTask,
 )
+from myapp.runs.permissions import Requester, check_start
 from myapp.runs.transitions import log_transition
 from myapp.tasks import TaskDefinition, get_definition
 
 log = logging.getLogger("myapp.runs")
-
-
-@dataclass(frozen=True)
-class Requester:
-    """Who asks for a start. `limit_key` names the bucket START_RATE_LIMIT counts
-    (a client address today); None is not counted (an operator's shell)."""
-
-    limit_key: str | None = None
 
 
 def start_run(
@@ -56,43 +45,74 @@ def start_run(
     raw_params: Mapping[str, Any] | None,
     *,
     source: str,
-    requester: Requester | None = None,
+    requester: Requester,
     idempotency_key: str | None = None,
     from_text: bool = False,
     send_message: bool = True,
 ) -> tuple[Run, bool]:
-    """Admit a run: validate, limit, record it, then send its message.
+    """Admit a run for `requester`: check their role, validate, limit, record it,
+    then send its message.
 
     Returns (run, created); with an Idempotency-Key already used for the same task
     and parameters the first run comes back and `created` is False. Raises
-    UnknownTask, ValidationError, IdempotencyConflict or a StartRefused.
+    UnknownTask, NotAllowed, ValidationError, IdempotencyConflict or a StartRefused.
 
     `send_message=False` hands the run to a Dash background job instead of a Celery
     message: the row is marked dispatched, and if no job ever claims it the reaper
     sends it as a message (REDISPATCH_SECONDS).
     """
     definition = get_definition(task)
+    # Before anything else: a caller who may not start the task learns nothing
+    # about its parameters or the limits.
+    check_start(requester, definition)
     params = definition.validate(raw_params, from_text=from_text)
     if idempotency_key is not None:
         existing = _by_idempotency_key(idempotency_key)
         if existing is not None:
-            return _same_request(existing, definition, params), False
-    _limit_rate(requester or Requester())
-    run = _insert(definition, params, source, idempotency_key)
+            return _same_request(existing, definition, params, requester), False
+    _limit_rate(requester)
+    run = _insert(definition, params, source, idempotency_key, requester.name)
     if run is None:  # the same key committed by a concurrent request
         existing = _by_idempotency_key(idempotency_key or "")
         assert existing is not None
-        return _same_request(existing, definition, params), False
+        return _same_request(existing, definition, params, requester), False
     if send_message and not send(run.id, definition.name, params, source):
         undispatched(run.id)
     return run, True
 
 
+def rerun(
+    run: Run,
+    *,
+    source: str,
+    requester: Requester,
+    idempotency_key: str | None = None,
+) -> tuple[Run, bool]:
+    """Start a new run of `run`'s task with its parameters: the same checks as any
+    start (role, validation against today's bounds, every limit). Returns what
+    `start_run` does."""
+    return start_run(
+        run.task,
+        run.params,
+        source=source,
+        requester=requester,
+        idempotency_key=idempotency_key,
+    )
+
+
 def _same_request(
-    existing: Run, definition: TaskDefinition, params: dict[str, Any]
+    existing: Run,
+    definition: TaskDefinition,
+    params: dict[str, Any],
+    requester: Requester,
 ) -> Run:
-    """A key names one request: reusing it for another one is a client bug."""
-    if existing.task != definition.name or existing.params != params:
+    """A key names one request of one user: reusing it for another request is a
+    client bug, and another user's key is not theirs to replay."""
+    if (
+        existing.task != definition.name
+        or existing.params != params
+        or existing.created_by != requester.name
+    ):
         raise IdempotencyConflict(existing.id)
     return existing
 
@@ -106,6 +126,7 @@ _STARTED = (
     "state",
     "attempts",
     "idempotency_key",
+    "created_by",
     "created_at",
     "dispatched_at",
 )
@@ -168,6 +189,7 @@ def _insert(
     params: dict[str, Any],
     source: str,
     idempotency_key: str | None,
+    created_by: str | None,
 ) -> Run | None:
     """Commit the PENDING row if the active-run limits leave room (else raise
     TooManyActiveRuns or TooManyActiveRunsOfTask); None if a concurrent request took
@@ -186,6 +208,7 @@ def _insert(
         "state": "PENDING",
         "attempts": 0,
         "idempotency_key": idempotency_key,
+        "created_by": created_by,
         "created_at": now,
         # A run about to be sent is marked dispatched in the same commit, saving a
         # second commit per start; a failed send clears the mark (the outbox sweeper
@@ -219,51 +242,16 @@ def _by_idempotency_key(key: str) -> Run | None:
 # -- START_RATE_LIMIT -----------------------------------------------------------
 
 
-class StartLimiter:
-    """START_RATE_LIMIT, counted in Redis so every web process shares the count.
-
-    While Redis is away the count falls back to this process's memory: a start is
-    never refused because the limiter's storage is down (the outbox takes the run).
-    """
-
-    def __init__(self, rate: str, redis_url: str):
-        self.rate = rate
-        self.item: RateLimitItem | None = (
-            None if rate.strip().lower() in ("off", "") else parse(rate)
-        )
-        self._shared = FixedWindowRateLimiter(
-            RedisStorage(
-                redis_url,
-                key_prefix="myapp:limits",
-                # A dead Redis must cost a start milliseconds, not a hung request.
-                socket_connect_timeout=1,
-                socket_timeout=1,
-            )
-        )
-        self._local = FixedWindowRateLimiter(MemoryStorage())
-
-    def hit(self, key: str) -> None:
-        """Count one start of `key`, or raise RateLimited."""
-        if self.item is None:
-            return
-        try:
-            limiter = self._shared
-            allowed = limiter.hit(self.item, "start", key)
-        except (redis.RedisError, OSError) as exc:
-            log.warning("rate limit counted in memory: redis unreachable (%s)", exc)
-            limiter = self._local
-            allowed = limiter.hit(self.item, "start", key)
-        if not allowed:
-            reset = limiter.get_window_stats(self.item, "start", key).reset_time
-            raise RateLimited(self.rate, max(1, int(reset - time.time())))
-
-
 def _limit_rate(requester: Requester) -> None:
-    if requester.limit_key is not None:
+    if requester.limit_key is None:
+        return
+    try:
         current_app.extensions["start_limiter"].hit(requester.limit_key)
+    except RateLimitExceeded as exc:
+        raise RateLimited(exc.limit, exc.retry_after) from None
 
 
 def admission_init_app(app: Flask) -> None:
-    app.extensions["start_limiter"] = StartLimiter(
-        str(app.config["START_RATE_LIMIT"]), app.config["REDIS_URL"]
+    app.extensions["start_limiter"] = RateLimit(
+        str(app.config["START_RATE_LIMIT"]), app.config["REDIS_URL"], scope="start"
     )

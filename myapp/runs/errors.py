@@ -53,6 +53,11 @@ class IdempotencyConflict(Exception):
         self.run_id = key_run_id
 
 
+class NotAllowed(Exception):
+    """The requester's role does not allow this start or cancel; `str(exc)` says
+    which role it needs."""
+
+
 class RunFinished(Exception):
     """The run has already ended; it cannot be cancelled."""
 

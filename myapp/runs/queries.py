@@ -8,11 +8,12 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from typing import ClassVar
 
 from sqlalchemy import and_, or_, select
 
 from myapp.extensions import db
-from myapp.models import SOURCES, STATES, Run
+from myapp.models import SOURCES, STATES, USER_NAME_LENGTH, Run
 from myapp.tasks import TASK_NAMES, ValidationError
 
 # A cursor this API hands out is ~80 characters; anything far longer is not one.
@@ -22,8 +23,9 @@ _CURSOR_SHAPE = re.compile(r'\["[0-9T:.+\-]{10,40}", "[0-9A-Za-z\-_]{1,64}"\]')
 
 
 def get_run(run_id: str) -> Run | None:
-    """The run with that id, or None (ids longer than any we issue included)."""
-    if len(run_id) > 64:
+    """The run with that id, or None (ids longer than any we issue included, and ids
+    with a NUL, which PostgreSQL refuses to compare with rather than finding none)."""
+    if len(run_id) > 64 or "\x00" in run_id:
         return None
     return db.session.get(Run, run_id)
 
@@ -35,6 +37,10 @@ class RunFilter:
     task: str | None = None
     state: str | None = None
     source: str | None = None
+    # A user name; any name is a valid filter (one nobody has matches nothing).
+    created_by: str | None = None
+
+    FIELDS: ClassVar[tuple[str, ...]] = ("task", "state", "source", "created_by")
 
     def __post_init__(self) -> None:
         errors: dict[str, str] = {}
@@ -46,6 +52,13 @@ class RunFilter:
             value = getattr(self, name)
             if value is not None and value not in choices:
                 errors[name] = "must be one of " + ", ".join(choices)
+        if self.created_by is not None and (
+            not isinstance(self.created_by, str)
+            or len(self.created_by) > USER_NAME_LENGTH
+        ):
+            errors["created_by"] = (
+                f"must be a name of at most {USER_NAME_LENGTH} characters"
+            )
         if errors:
             raise ValidationError(errors)
 
@@ -64,6 +77,7 @@ def list_runs(
         (Run.task, filters.task),
         (Run.state, filters.state),
         (Run.source, filters.source),
+        (Run.created_by, filters.created_by),
     ):
         if value is not None:
             query = query.where(column == value)

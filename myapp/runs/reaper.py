@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 # Queue entries read per queue when looking for a run's message: far above any
 # backlog MAX_ACTIVE_RUNS allows, so a queued message is never missed.
 _QUEUE_SCAN_LIMIT = 10_000
-# Kombu keeps priorities 3, 6 and 9 of queue Q in lists named Q + "\x06\x16" + p.
+# Kombu's naming of a queue's priority lists (see broker_lists).
 _PRIORITY_SEPARATOR = "\x06\x16"
 _PRIORITY_STEPS = ("3", "6", "9")
 
@@ -191,14 +191,21 @@ def _send(run: Run) -> bool:
     return fresh is not None and dispatch(fresh)
 
 
+def broker_lists(celery_app: Celery) -> list[tuple[str, str]]:
+    """(queue, Redis list) for every queue the app declares, priority lists included:
+    kombu keeps priorities 3, 6 and 9 of queue Q in lists named Q + "\\x06\\x16" + p."""
+    names = [queue.name for queue in celery_app.amqp.queues.values()]
+    return [(n, n) for n in names] + [
+        (n, n + _PRIORITY_SEPARATOR + p) for n in names for p in _PRIORITY_STEPS
+    ]
+
+
 def queued_task_ids() -> set[str]:
     """Ids of the task messages waiting in the broker's queues (not reserved)."""
     celery_app: Celery = current_app.extensions["celery"]
     client = get_redis()
-    names = [queue.name for queue in celery_app.amqp.queues.values()]
-    names += [n + _PRIORITY_SEPARATOR + p for n in names for p in _PRIORITY_STEPS]
     found: set[str] = set()
-    for name in names:
+    for _, name in broker_lists(celery_app):
         for raw in client.lrange(name, 0, _QUEUE_SCAN_LIMIT - 1):
             try:
                 found.add(json.loads(raw)["headers"]["id"])

@@ -15,9 +15,11 @@ import redis
 from flask import current_app
 from sqlalchemy import Update, update
 
+from myapp import metrics
 from myapp.extensions import db, get_store
 from myapp.models import ACTIVE_STATES, Run, utcnow
 from myapp.runs.errors import RunFinished
+from myapp.runs.permissions import Requester, check_cancel
 
 log = logging.getLogger("myapp.runs")
 
@@ -94,9 +96,17 @@ def apply_logged(statement: Update) -> bool:
     return changed is not None
 
 
-def cancel_run(run: Run) -> Run:
+def cancel_run(run: Run, requester: Requester) -> Run:
+    """Cancel a run for `requester` (an operator their own runs, an admin any):
+    raises NotAllowed, or RunFinished when it has already ended."""
+    check_cancel(requester, run)
+    return revoke_run(run, cancelled_by=requester.name)
+
+
+def revoke_run(run: Run, *, cancelled_by: str | None) -> Run:
     """Mark the run REVOKED and tell the workers; a running task stops at its next
-    progress report, a queued message is discarded when it arrives."""
+    progress report, a queued message is discarded when it arrives. Callers have
+    decided it may be cancelled (`cancel_run` checks the requester)."""
     if run.finished:
         raise RunFinished(run.id)
     try:
@@ -108,7 +118,8 @@ def cancel_run(run: Run) -> Run:
         raise
     except Exception as exc:  # Redis away: the row and the progress check still stop it
         log.warning("could not flag %s as cancelled in the data store: %s", run.id, exc)
-    if end_run(run.id, {"state": "REVOKED"}):
+    if end_run(run.id, {"state": "REVOKED", "cancelled_by": cancelled_by}):
+        log.info("run %s cancelled by %s", run.id, cancelled_by or "the system")
         try:
             current_app.extensions["celery"].control.revoke(run.id)
         except Exception as exc:  # the row already says REVOKED; workers will obey it
@@ -133,10 +144,11 @@ def log_transition(
     started_at: datetime | None = None,
     finished_at: datetime | None = None,
 ) -> None:
-    """One line per transition: what operators grep for."""
+    """One line per transition: what operators grep for; counted for /metrics."""
     duration = None
     if started_at is not None and finished_at is not None:
         duration = round((finished_at - started_at).total_seconds(), 3)
+    metrics.observe_transition(task, source, state, duration)
     log.info(
         "run %s task=%s source=%s state=%s attempts=%s duration_s=%s",
         run_id,

@@ -19,6 +19,7 @@ from myapp.extensions import db, get_store
 from myapp.models import FINISHED_STATES, Run, utcnow
 from myapp.store import CATEGORIES
 from myapp.tasks.definition import Param, RunContext, TaskDefinition
+from myapp.users.roles import Role
 
 # Sleep at most this long between progress reports, so a long pause still
 # heartbeats and notices a cancel.
@@ -105,6 +106,7 @@ DEFINITIONS: tuple[TaskDefinition, ...] = (
                 maximum=600,
             ),
         ),
+        role=Role.OPERATOR,
         func=generate_data,
     ),
     TaskDefinition(
@@ -120,6 +122,7 @@ DEFINITIONS: tuple[TaskDefinition, ...] = (
                 nullable=True,
             ),
         ),
+        role=Role.OPERATOR,
         func=summarize_data,
     ),
     TaskDefinition(
@@ -135,6 +138,8 @@ DEFINITIONS: tuple[TaskDefinition, ...] = (
                 maximum=36500,
             ),
         ),
+        # It deletes history: only admins.
+        role=Role.ADMIN,
         func=prune_runs,
     ),
 )

@@ -14,6 +14,8 @@ from typing import Any, NoReturn
 
 from flask import current_app
 
+from myapp.users.roles import Role
+
 # progress(current, total, message): the task reports how far it is.
 ProgressHook = Callable[[int, int, str], None]
 
@@ -138,7 +140,8 @@ class Param:
 
 @dataclass(frozen=True)
 class TaskDefinition:
-    """What a task is: its name (also the Celery task name), parameters and function.
+    """What a task is: its name (also the Celery task name), parameters, the lowest
+    role that may start it, and its function.
 
     `func(ctx, **params)` receives a RunContext and the validated parameters as
     keywords, and returns a JSON-serialisable result.
@@ -147,6 +150,7 @@ class TaskDefinition:
     name: str
     description: str
     params: tuple[Param, ...]
+    role: Role
     func: Callable[..., Any] = field(compare=False)
 
     def validate(
@@ -201,6 +205,7 @@ class TaskDefinition:
             "name": self.name,
             "description": self.description,
             "parameters": self.schema(),
+            "role": self.role.value,
             "runs_url": f"/api/tasks/{self.name}/runs",
         }
 

@@ -1,20 +1,28 @@
-"""The Flask side: the JSON API, the HTML pages, health probes, the OpenAPI
-document, the declared query parameters, error handlers and security headers."""
+"""The Flask side: the JSON API, the HTML pages, signing in and the gate every
+request passes, health probes, the OpenAPI document, the declared query parameters,
+error handlers, request guards (hosts, body and JSON limits), security headers, and
+the gunicorn worker that serves it all (`server`)."""
 
 from __future__ import annotations
 
 from flask import Flask
 
-from myapp.web import api, health
+from myapp.web import api, health, metrics
+from myapp.web.auth import auth_init_app
 from myapp.web.errors import errors_init_app
+from myapp.web.guards import guards_init_app
 from myapp.web.security import security_init_app
 from myapp.web.views import views_init_app
 
 
 def web_init_app(app: Flask) -> None:
-    """Register error handlers, blueprints, CSRF protection and security headers."""
+    """Register error handlers, request guards, sign-in and its gate (with CSRF
+    protection), blueprints and security headers."""
     errors_init_app(app)
+    guards_init_app(app)
+    auth_init_app(app)
     app.register_blueprint(health.bp)
+    app.register_blueprint(metrics.bp)
     app.register_blueprint(api.bp)
     views_init_app(app)
     security_init_app(app)

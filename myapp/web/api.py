@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from flask import Blueprint, jsonify, request, url_for
+from flask import Blueprint, current_app, jsonify, request, url_for
 
 from myapp import runs
 from myapp.extensions import get_store
@@ -57,14 +56,24 @@ def get_run(run_id: str):
 
 @bp.delete("/runs/<run_id>")
 def cancel_run(run_id: str):
-    return _accepted(runs.cancel_run(_run_or_404(run_id)))
+    return _accepted(runs.cancel_run(_run_or_404(run_id), current_requester()))
+
+
+@bp.post("/runs/<run_id>/rerun")
+def rerun(run_id: str):
+    run, _ = runs.rerun(
+        _run_or_404(run_id), source="api", requester=current_requester()
+    )
+    return _accepted(run)
 
 
 @bp.get("/runs")
 def list_runs():
     query = _query(RUNS_QUERY)
     try:
-        filters = runs.RunFilter(query["task"], query["state"], query["source"])
+        filters = runs.RunFilter(
+            query["task"], query["state"], query["source"], query["created_by"]
+        )
         items, cursor = runs.list_runs(
             filters, limit=query["limit"], cursor=query["cursor"]
         )
@@ -125,7 +134,8 @@ def _json_object() -> dict[str, Any]:
             "send parameters as a JSON object with Content-Type: application/json",
         )
     try:
-        payload = json.loads(body)
+        # The app's parser: it refuses deep nesting before it recurses.
+        payload = current_app.json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(
             400, "malformed_json", f"the body is not valid JSON: {exc}"

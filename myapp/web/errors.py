@@ -13,14 +13,16 @@ import redis
 from flask import Flask, Response, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import OperationalError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from myapp.runs import IdempotencyConflict, RunFinished, StartRefused
+from myapp.runs import IdempotencyConflict, NotAllowed, RunFinished, StartRefused
 from myapp.tasks import UnknownTask, ValidationError
 
 log = logging.getLogger(__name__)
 
-_JSON_PREFIXES = ("/api/", "/healthz", "/readyz")
+# Dash's own endpoints (`/dash/_dash-update-component`, its component suites) are
+# read by the Dash renderer, not by people.
+_JSON_PREFIXES = ("/api/", "/healthz", "/readyz", "/dash/_dash-")
 
 CSRF_MESSAGE = (
     "The form expired or was not sent from this site; reload the page and try again."
@@ -107,6 +109,10 @@ def errors_init_app(app: Flask) -> None:
         log.info("form refused on %s: %s", request.path, exc.description)
         return error_response(400, "csrf_failed", CSRF_MESSAGE)
 
+    @app.errorhandler(NotAllowed)
+    def _not_allowed(exc: NotAllowed):
+        return error_response(403, "forbidden", str(exc))
+
     @app.errorhandler(RunFinished)
     def _finished(exc: RunFinished):
         return error_response(409, "run_finished", "the run has already finished")
@@ -123,6 +129,16 @@ def errors_init_app(app: Flask) -> None:
     def _redis_down(exc: redis.RedisError):
         log.error("redis unreachable: %s", exc)
         return error_response(503, "redis_unavailable", "the data store is unreachable")
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def _too_large(exc: RequestEntityTooLarge):
+        limit = app.config["MAX_CONTENT_LENGTH"]
+        if limit is not None and (request.content_length or 0) > limit:
+            # The web worker's words for a body it never let through.
+            message = f"the request body is larger than {limit} bytes"
+        else:  # Werkzeug's form limits: too many parts, or a part too long
+            message = "the form has too many fields, or a field that is too long"
+        return error_response(413, "request_entity_too_large", message)
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):

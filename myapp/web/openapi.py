@@ -1,5 +1,9 @@
 """The OpenAPI 3 document of the JSON API, built from the task definitions so the
-parameter schemas are the ones the server validates with."""
+parameter schemas are the ones the server validates with.
+
+Every operation needs credentials (a bearer token, or the browser's session cookie
+with the CSRF token in `X-CSRFToken` for POST and DELETE) except this document and
+the health probes, which declare `security: []`."""
 
 from __future__ import annotations
 
@@ -49,8 +53,31 @@ RUN_SCHEMA: dict[str, Any] = {
         "finished_at": _NULLABLE_TIME,
         "duration_s": {"type": ["number", "null"]},
         "status_url": {"type": "string"},
+        "created_by": {
+            "type": ["string", "null"],
+            "description": "who started it; null for beat and external runs",
+        },
+        "cancelled_by": {"type": ["string", "null"]},
     },
 }
+
+SECURITY_SCHEMES: dict[str, Any] = {
+    "bearerAuth": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "an API token: `flask --app wsgi users token NAME`",
+    },
+    "sessionCookie": {
+        "type": "apiKey",
+        "in": "cookie",
+        "name": "session",
+        "description": "the browser's session after signing in at /login; POST and "
+        "DELETE also need the CSRF token in the X-CSRFToken header",
+    },
+}
+# Either scheme will do.
+SECURED = [{"bearerAuth": []}, {"sessionCookie": []}]
+OPEN: list[dict[str, list[str]]] = []
 
 ERROR_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -83,6 +110,8 @@ def _errors(*codes: int) -> dict[str, Any]:
     ref = {"$ref": "#/components/schemas/Error"}
     text = {
         400: "bad request",
+        401: "no credentials, or bad ones",
+        403: "the role does not allow it",
         404: "not found",
         409: "conflict",
         413: "body too large",
@@ -91,7 +120,15 @@ def _errors(*codes: int) -> dict[str, Any]:
         429: "too many runs",
         503: "a dependency is unreachable",
     }
-    return {str(c): _json(ref, text[c]) for c in codes}
+    responses = {str(c): _json(ref, text[c]) for c in codes}
+    if "401" in responses:
+        responses["401"]["headers"] = {
+            "WWW-Authenticate": {
+                "description": "the scheme to use: Bearer",
+                "schema": {"type": "string"},
+            }
+        }
+    return responses
 
 
 def openapi_document() -> dict[str, Any]:
@@ -110,7 +147,8 @@ def openapi_document() -> dict[str, Any]:
                 "responses": {
                     "200": _json(
                         {"type": "array", "items": {"type": "object"}}, "the tasks"
-                    )
+                    ),
+                    **_errors(401),
                 },
             }
         },
@@ -126,14 +164,39 @@ def openapi_document() -> dict[str, Any]:
             "get": {
                 "operationId": "get_run",
                 "summary": "One run",
-                "responses": {"200": _json(run_ref, "the run"), **_errors(404, 503)},
+                "responses": {
+                    "200": _json(run_ref, "the run"),
+                    **_errors(401, 404, 503),
+                },
             },
             "delete": {
                 "operationId": "cancel_run",
                 "summary": "Cancel a run",
                 "responses": {
                     "202": {**_json(run_ref, "cancel requested"), "headers": location},
-                    **_errors(404, 409, 503),
+                    **_errors(400, 401, 403, 404, 409, 503),
+                },
+            },
+        },
+        "/api/runs/{run_id}/rerun": {
+            "parameters": [
+                {
+                    "name": "run_id",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string"},
+                }
+            ],
+            "post": {
+                "operationId": "rerun",
+                "summary": "Start a new run of the same task with the same "
+                "parameters (the same checks as a start)",
+                "responses": {
+                    "202": {
+                        **_json(run_ref, "accepted; poll the Location"),
+                        "headers": location,
+                    },
+                    **_errors(400, 401, 403, 404, 422, 429, 503),
                 },
             },
         },
@@ -154,7 +217,7 @@ def openapi_document() -> dict[str, Any]:
                         },
                         "a page of runs",
                     ),
-                    **_errors(400, 503),
+                    **_errors(400, 401, 503),
                 },
             }
         },
@@ -188,7 +251,7 @@ def openapi_document() -> dict[str, Any]:
                         },
                         "a page of rows",
                     ),
-                    **_errors(400, 503),
+                    **_errors(400, 401, 503),
                 },
             }
         },
@@ -196,6 +259,7 @@ def openapi_document() -> dict[str, Any]:
             "get": {
                 "operationId": "openapi",
                 "summary": "This document",
+                "security": OPEN,
                 "responses": {"200": _json({"type": "object"}, "OpenAPI 3 document")},
             }
         },
@@ -203,6 +267,7 @@ def openapi_document() -> dict[str, Any]:
             "get": {
                 "operationId": "healthz",
                 "summary": "Liveness",
+                "security": OPEN,
                 "responses": {"200": _json({"type": "object"}, "up")},
             }
         },
@@ -210,6 +275,7 @@ def openapi_document() -> dict[str, Any]:
             "get": {
                 "operationId": "readyz",
                 "summary": "Readiness",
+                "security": OPEN,
                 "responses": {
                     "200": _json({"type": "object"}, "ready"),
                     **_errors(503),
@@ -245,7 +311,7 @@ def openapi_document() -> dict[str, Any]:
                         **_json(run_ref, "accepted; poll the Location"),
                         "headers": location,
                     },
-                    **_errors(400, 413, 415, 422, 429, 503),
+                    **_errors(400, 401, 403, 413, 415, 422, 429, 503),
                 },
             }
         }
@@ -257,5 +323,9 @@ def openapi_document() -> dict[str, Any]:
             "description": "Start long tasks, follow their runs, page their data.",
         },
         "paths": paths,
-        "components": {"schemas": {"Run": RUN_SCHEMA, "Error": ERROR_SCHEMA}},
+        "security": SECURED,
+        "components": {
+            "schemas": {"Run": RUN_SCHEMA, "Error": ERROR_SCHEMA},
+            "securitySchemes": SECURITY_SCHEMES,
+        },
     }

@@ -10,7 +10,7 @@ from typing import Any
 
 from werkzeug.datastructures import MultiDict
 
-from myapp.models import SOURCES, STATES
+from myapp.models import SOURCES, STATES, USER_NAME_LENGTH
 from myapp.runs.queries import MAX_CURSOR_LENGTH
 from myapp.store import CATEGORIES, SORT_FIELDS
 from myapp.tasks import TASK_NAMES, ValidationError
@@ -79,6 +79,9 @@ RUNS_QUERY = (
     QueryParam("task", "task name", choices=TASK_NAMES),
     QueryParam("state", "state", choices=STATES),
     QueryParam("source", "source", choices=SOURCES),
+    QueryParam(
+        "created_by", "name of the user who started it", max_length=USER_NAME_LENGTH
+    ),
     QueryParam("limit", "page size", "integer", default=50, minimum=1, maximum=200),
     QueryParam("cursor", "the `next` cursor of a page", max_length=MAX_CURSOR_LENGTH),
 )

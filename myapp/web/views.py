@@ -1,8 +1,9 @@
 """HTML pages: the task forms, the run history and one run's live page.
 
-Thin views over `myapp.runs`: the forms start runs through admission and validate
-through the task definitions
-(strings accepted for numbers), so a bad value gets the same message as in the API.
+Thin views over `myapp.runs`: the forms start, cancel and re-run runs through
+admission and cancel (which check the signed-in user's role) and validate through the
+task definitions (strings accepted for numbers), so a bad value gets the same
+message as in the API. Pages offer only what the user may do.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from flask import (
     Blueprint,
     Flask,
     abort,
-    current_app,
     redirect,
     render_template,
     request,
@@ -24,7 +24,6 @@ from flask import (
 )
 
 from myapp import runs
-from myapp.extensions import csrf
 from myapp.models import SOURCES, STATES, Run
 from myapp.tasks import (
     DEFINITIONS,
@@ -39,9 +38,6 @@ from myapp.web.security import current_requester
 
 bp = Blueprint("views", __name__)
 
-# Dash registers its routes on the app itself (no blueprint), after this module
-# runs; its JSON callbacks carry no form token, so they are exempt by path.
-DASH_PATH = "/dash/"
 # Hidden form fields that are not task parameters.
 KEY_FIELD = "idempotency_key"
 FORM_FIELDS = (KEY_FIELD, "csrf_token")
@@ -181,23 +177,23 @@ def create_run(name: str):
     except ValidationError as exc:
         form = task_form(definition, submitted, exc.fields, key=key)
         return _render_index({definition.name: form}, status=422)
-    page = render_template("run.html", run=run, resubmitted=not created)
-    location = url_for(".get_run", run_id=run.id)
-    return page, 202, {"Location": location}
+    return _accepted_page(run, resubmitted=not created)
 
 
 @bp.get("/runs")
 def list_runs():
     try:
         query = parse_query(request.args, _PAGE_QUERY)
-        filters = runs.RunFilter(query["task"], query["state"], query["source"])
+        filters = runs.RunFilter(
+            query["task"], query["state"], query["source"], query["created_by"]
+        )
         cursor = query["cursor"]
         items, next_cursor = runs.list_runs(filters, limit=PAGE_SIZE, cursor=cursor)
     except ValidationError as exc:
         return render_template(
             "runs.html",
             runs=[],
-            filters={k: request.args.get(k, "") for k in ("task", "state", "source")},
+            filters={k: request.args.get(k, "") for k in runs.RunFilter.FIELDS},
             options=_filter_options(),
             errors=exc.fields,
             next_url=None,
@@ -222,31 +218,74 @@ def list_runs():
 
 @bp.get("/runs/<run_id>")
 def get_run(run_id: str):
-    return render_template("run.html", run=_run_or_404(run_id), resubmitted=False)
+    return _run_page(_run_or_404(run_id))
 
 
 @bp.post("/runs/<run_id>/cancel")
 def cancel_run(run_id: str):
     run = _run_or_404(run_id)
     try:
-        runs.cancel_run(run)
+        runs.cancel_run(run, current_requester())
     except runs.RunFinished:
         # Not an error to the person who clicked: the run simply ended first.
-        page = render_template(
-            "run.html", run=run, resubmitted=False, notice="The run had already ended."
-        )
-        return page, 409
+        return _run_page(run, notice="The run had already ended."), 409
     return redirect(url_for(".get_run", run_id=run.id), code=303)
+
+
+@bp.post("/runs/<run_id>/rerun")
+def rerun(run_id: str):
+    """The run page's Run again: a new run of the same task with the same
+    parameters. The form's one-time key makes a resubmitted form return the run it
+    started."""
+    run = _run_or_404(run_id)
+    key = request.form.get(KEY_FIELD) or None
+    if key is not None and len(key) > MAX_IDEMPOTENCY_KEY_LENGTH:
+        abort(400, description=f"{KEY_FIELD} is too long.")
+    try:
+        new_run, created = runs.rerun(
+            run, source="web", requester=current_requester(), idempotency_key=key
+        )
+    except ValidationError as exc:
+        # Parameters that today's bounds refuse (MAX_ROWS_PER_RUN lowered since).
+        notice = "Not started: " + "; ".join(f"{k} {v}" for k, v in exc.fields.items())
+        return _run_page(run, notice=notice), 422
+    return _accepted_page(new_run, resubmitted=not created)
 
 
 # -- helpers -------------------------------------------------------------------
 
 
 def _render_index(forms: dict[str, TaskForm], status: int = 200):
-    """The home page; `forms` replaces the fresh form of a task (after an error)."""
-    all_forms = [forms.get(d.name) or task_form(d) for d in DEFINITIONS]
+    """The home page: a form for each task the user may start; `forms` replaces the
+    fresh form of a task (after an error)."""
+    requester = current_requester()
+    allowed = [d for d in DEFINITIONS if runs.may_start(requester, d)]
+    all_forms = [forms.get(d.name) or task_form(d) for d in allowed]
+    hidden = [d for d in DEFINITIONS if d not in allowed]
     recent, _ = runs.list_runs(runs.RunFilter(), limit=RECENT_RUNS)
-    return render_template("index.html", forms=all_forms, recent=recent), status
+    page = render_template("index.html", forms=all_forms, hidden=hidden, recent=recent)
+    return page, status
+
+
+def _run_page(run: Run, *, resubmitted: bool = False, notice: str | None = None):
+    """One run, with the buttons its viewer may use."""
+    requester = current_requester()
+    return render_template(
+        "run.html",
+        run=run,
+        resubmitted=resubmitted,
+        notice=notice,
+        key=new_key(),
+        may_cancel=runs.may_cancel(requester, run),
+        may_rerun=run.task in TASK_NAMES
+        and runs.may_start(requester, get_definition(run.task)),
+    )
+
+
+def _accepted_page(run: Run, *, resubmitted: bool):
+    """202 + Location, and the new run's live page."""
+    location = url_for(".get_run", run_id=run.id)
+    return _run_page(run, resubmitted=resubmitted), 202, {"Location": location}
 
 
 def _filter_options() -> dict[str, tuple[str, ...]]:
@@ -260,24 +299,6 @@ def _run_or_404(run_id: str) -> Run:
     return run
 
 
-def _protect_forms() -> None:
-    """CSRF for every form POST, except the JSON API (exempted) and Dash's routes."""
-    if not current_app.config.get("WTF_CSRF_ENABLED", True):
-        return
-    if request.path.startswith(DASH_PATH):
-        return
-    csrf.protect(apply_exemptions=True)
-
-
 def views_init_app(app: Flask) -> None:
-    """Register the pages and CSRF protection for their forms."""
-    from myapp.web import api
-
-    csrf.init_app(app)
-    # The JSON API takes no cookie-based authentication, so a forged cross-site
-    # request gains nothing a direct one would not: it is exempt (see README).
-    csrf.exempt(api.bp)
-    # Flask-WTF's own hook cannot exempt Dash by path; ours does the same check.
-    app.config["WTF_CSRF_CHECK_DEFAULT"] = False
-    app.before_request(_protect_forms)
+    """Register the pages (CSRF protection and sign-in are `myapp.web.auth`'s)."""
     app.register_blueprint(bp)

@@ -1,23 +1,33 @@
-"""Fixtures of the fault tests: the shipped Redis and real worker processes.
-
-tests/faults is a package so this conftest does not shadow tests/conftest.py
-(whose helpers other test modules import as `conftest`).
-"""
+"""Fixtures of the fault tests: the shipped Redis and real prefork worker processes,
+which a test may SIGKILL (main process or pool children) and still have cleaned up."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from flask import Flask
 
-from faults.procs import ShippedRedis, Worker
+from myapp.testing import RedisServer, Worker
 
 
 @pytest.fixture
-def shipped_redis(tmp_path) -> Iterator[ShippedRedis]:
-    server = ShippedRedis(tmp_path / "redis-instance")
-    server.start()
+def fast_recovery() -> dict[str, Any]:
+    """Small recovery bounds so faults resolve in seconds; the README states the
+    shipped ones."""
+    return {
+        "RUN_LEASE_SECONDS": 3,
+        "REDISPATCH_SECONDS": 5,
+        "DISPATCH_GRACE_SECONDS": 1,
+        "MAX_ATTEMPTS": 3,
+    }
+
+
+@pytest.fixture
+def shipped_redis(tmp_path) -> Iterator[RedisServer]:
+    """The embedded Redis of `make run` on a free port, stoppable and restartable."""
+    server = RedisServer(tmp_path / "redis-instance").start()
     yield server
     server.stop()
 
@@ -28,10 +38,10 @@ def workers(tmp_path) -> Iterator[Callable[..., Worker]]:
     started: list[Worker] = []
 
     def start(app: Flask, name: str, concurrency: int = 2) -> Worker:
-        worker = Worker(app, name, tmp_path, concurrency)
+        worker = Worker.for_app(app, name, tmp_path, concurrency)
         started.append(worker)
-        return worker.start()
+        return worker
 
     yield start
     for worker in started:
-        worker.stop()
+        worker.kill()

@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import time
 
-from faults.procs import FAST_RECOVERY, settle
 from myapp.extensions import get_store
+from myapp.testing import settle
 
 OUTAGE_SECONDS = 5
 
 
-def test_redis_outage_under_a_stream_of_starts(make_app, shipped_redis, workers):
+def test_redis_outage_under_a_stream_of_starts(
+    make_app, shipped_redis, workers, fast_recovery
+):
     # A real rate limit, so its Redis storage going away is part of the test.
     app = make_app(
-        REDIS_URL=shipped_redis.url, START_RATE_LIMIT="1000/minute", **FAST_RECOVERY
+        REDIS_URL=shipped_redis.url, START_RATE_LIMIT="1000/minute", **fast_recovery
     )
     client = app.test_client()
     workers(app, "w1")

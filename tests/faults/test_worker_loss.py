@@ -12,10 +12,10 @@ import os
 import signal
 from datetime import timedelta
 
-from faults.procs import FAST_RECOVERY, poll, settle
 from myapp.extensions import db, get_store
 from myapp.models import Run, utcnow
 from myapp.runs import reaper
+from myapp.testing import settle, wait_for
 
 # The bound stated in the README for these settings: lease 3 s + reaper pass +
 # a run of 3 s, twice over, with room for a loaded 2-core machine.
@@ -41,7 +41,7 @@ def in_progress(app, ids, count: int):
             db.session.remove()
         return busy if len(busy) >= count else None
 
-    return poll(check, 60, f"{count} runs in progress")
+    return wait_for(check, 60, 0.2, f"{count} runs in progress")
 
 
 def assert_data_matches_successes(app, done: dict[str, Run], rows: int) -> None:
@@ -55,8 +55,10 @@ def assert_data_matches_successes(app, done: dict[str, Run], rows: int) -> None:
             assert (span[1] if span else 0) == expected, (run.id, run.state, span)
 
 
-def test_sigkill_of_worker_main_process_loses_no_run(make_app, shipped_redis, workers):
-    app = make_app(REDIS_URL=shipped_redis.url, **FAST_RECOVERY)
+def test_sigkill_of_worker_main_process_loses_no_run(
+    make_app, shipped_redis, workers, fast_recovery
+):
+    app = make_app(REDIS_URL=shipped_redis.url, **fast_recovery)
     client = app.test_client()
     first = workers(app, "w1")
     ids = start_runs(client, 6, rows=20, seconds=3)
@@ -73,8 +75,10 @@ def test_sigkill_of_worker_main_process_loses_no_run(make_app, shipped_redis, wo
     assert_data_matches_successes(app, done, rows=20)
 
 
-def test_sigkill_of_pool_children_loses_no_run(make_app, shipped_redis, workers):
-    app = make_app(REDIS_URL=shipped_redis.url, **FAST_RECOVERY)
+def test_sigkill_of_pool_children_loses_no_run(
+    make_app, shipped_redis, workers, fast_recovery
+):
+    app = make_app(REDIS_URL=shipped_redis.url, **fast_recovery)
     client = app.test_client()
     worker = workers(app, "w1")
     ids = start_runs(client, 5, rows=15, seconds=3)
@@ -93,19 +97,19 @@ def test_sigkill_of_pool_children_loses_no_run(make_app, shipped_redis, workers)
 
 
 def test_sigkill_mid_commit_then_the_run_again_leaves_exactly_its_rows(
-    make_app, shipped_redis, workers
+    make_app, shipped_redis, workers, fast_recovery
 ):
     """The biggest run's worker dies while staging its rows: nothing is visible,
     and the run's next attempt replaces the staging and appends exactly once."""
     rows = 100_000
-    app = make_app(REDIS_URL=shipped_redis.url, **FAST_RECOVERY)
+    app = make_app(REDIS_URL=shipped_redis.url, **fast_recovery)
     store = app.extensions["store"]
     first = workers(app, "w1", concurrency=1)
     (run_id,) = start_runs(app.test_client(), 1, rows=rows, seconds=0)
 
     staging = store.key("stage", run_id)
-    poll(lambda: store.redis.exists(staging), 120, "the run staging", interval=0.001)
-    first.stop()  # SIGKILL of the whole worker, the pool process mid-commit
+    wait_for(lambda: store.redis.exists(staging), 120, 0.001, "the run staging")
+    first.kill()  # SIGKILL of the whole worker, the pool process mid-commit
     assert store.redis.exists(staging), "killed after publishing, not mid-commit"
     assert store.total() == 0 and store.page(sort="value").total == 0
 
@@ -136,8 +140,10 @@ def lost_run(attempts: int, started_ago: float, heartbeat_ago: float) -> Run:
     return run
 
 
-def test_reaper_gives_up_after_max_attempts_and_past_the_time_limit(make_app):
-    app = make_app(**FAST_RECOVERY)
+def test_reaper_gives_up_after_max_attempts_and_past_the_time_limit(
+    make_app, fast_recovery
+):
+    app = make_app(**fast_recovery)
     with app.app_context():
         hard = reaper.hard_time_limit()
         exhausted = lost_run(attempts=3, started_ago=10, heartbeat_ago=5).id

@@ -12,16 +12,16 @@ import uuid
 
 from kombu import Connection
 
-from faults.procs import ROOT, poll, settle
 from myapp.extensions import db, get_store
 from myapp.models import Run
+from myapp.testing import ROOT, app_environ, settle, wait_for
 
 
 def test_four_writers_and_a_scheduled_run_give_an_exact_row_count(
     make_app, shipped_redis, workers, tmp_path
 ):
     app = make_app(REDIS_URL=shipped_redis.url, SCHEDULE_SECONDS=2)
-    worker = workers(app, "w1")
+    workers(app, "w1")
     accepted: list[str] = []
     errors: list[object] = []
 
@@ -37,7 +37,7 @@ def test_four_writers_and_a_scheduled_run_give_an_exact_row_count(
                 accepted.append(response.get_json()["id"])
 
     # beat, the real process, sends generate_data every 2 s while the writers write.
-    env = worker.env() | {"SCHEDULE_SECONDS": "2"}
+    env = app_environ(app)
     with open(tmp_path / "beat.log", "wb") as log:
         beat = subprocess.Popen(
             [
@@ -74,7 +74,7 @@ def test_four_writers_and_a_scheduled_run_give_an_exact_row_count(
                 db.session.remove()
             return list(ids)
 
-        poll(scheduled, 60, "a scheduled run")
+        wait_for(scheduled, 60, 0.2, "a scheduled run")
     finally:
         os.killpg(beat.pid, signal.SIGTERM)
         beat.wait(15)
@@ -112,7 +112,7 @@ def test_a_pickled_message_is_refused_and_the_worker_keeps_going(
             content_type="application/x-python-serialize",
             content_encoding="binary",
         )
-    poll(lambda: "untrusted content" in worker.log(), 30, "the refusal logged")
+    wait_for(lambda: "untrusted content" in worker.log(), 30, 0.2, "the refusal logged")
 
     client = app.test_client()
     response = client.post(
