@@ -166,7 +166,7 @@ def _page_results(
                 if len(page.rows) != 100:
                     raise RuntimeError(f"a {kind} page has {len(page.rows)} rows")
                 started = time.perf_counter()
-                conn.request("GET", paths[kind])
+                conn.request("GET", paths[kind], headers=stack.auth)
                 response = conn.getresponse()
                 response.read()
                 http_elapsed = time.perf_counter() - started
