@@ -5,19 +5,21 @@ Redis is shared with the broker, the results and Dash, so no command or script h
 holds it for long, whatever the size of a run. A run's rows go through three steps:
 
 1. **Stage** (worker): the rows are packed into one binary string, the run's
-   *segment* (`segment.py`: 38 bytes a row, laid out for reading), and appended to a
-   staging key in chunks of `STAGE_CHUNK_BYTES`. The staging key and its pointer
-   expire after `STAGE_TTL_SECONDS`, and the next attempt of the same run deletes
-   them: a worker killed here leaves nothing behind for long.
+   *segment* (`segment.py`: 38 bytes a row, laid out for reading), and written into a
+   staging key, preallocated to its exact size, in chunks of `STAGE_CHUNK_BYTES`. The
+   staging key and its pointer expire after `STAGE_TTL_SECONDS`, and the next attempt
+   of the same run deletes them: a worker killed here leaves nothing behind for long.
 2. **Publish** (one script, O(1) in the run's size): checks that the run has not
    committed (a redelivered or retried run appends once) and was not cancelled,
    assigns its ids, RENAMEs the staging key to the segment, and records the run.
    Readers see all of its rows from this instant, or none before it.
 3. **Index** (scripts of `INDEX_BATCH` rows each): the run's rows enter the value
-   indexes, in value order. Until a row is indexed, readers find it in the segment
-   (section B of its category: the not-yet-indexed rows are a sorted tail), so a
-   page is exact at every step. A worker killed here leaves a visible, exact run
-   that `index_pending` (the maintenance task) finishes indexing.
+   indexes, in value order; the client packs each batch's ZADD arguments from the
+   segment and the script checks where indexing stands and writes. Until a row is
+   indexed, readers find it in the segment (section B of its category: the
+   not-yet-indexed rows are a sorted tail), so a page is exact at every step. A worker
+   killed here leaves a visible, exact run that the run's next attempt, or
+   `index_pending` (the maintenance task), finishes indexing.
 
 Retention (`trim`, from the maintenance task) walks the same steps backwards for
 the oldest run: out of the indexes in batches (still visible, served from its
@@ -39,22 +41,24 @@ Cluster; `seg:<n>` names a run's segment by its number, assigned at publish:
 - `cat:<c>:by_cum`       sorted set of segments holding category c, scored by how
                          many category-c rows were committed before them
 - `cat:<c>:by_value`     sorted set of a category's indexed rows by value; members
-                         are (segment, row) as two big-endian uint32, so ties in
-                         value sort by id
+                         are (value, segment, row) big-endian (double, uint32,
+                         uint32): ties in value sort by id, and a page needs no
+                         scores
 - `unindexed`            hash segment -> "+ j_c…" (being indexed) or "- j_c…"
                          (being removed): j_c of its category-c rows are indexed
 - `stage:<run_id>`       token of the attempt staging this run (expires)
 - `stage:<run_id>:<tok>` that attempt's staged segment (expires)
 - `cancelled:<run_id>`   a cancelled run: its commit is refused (expires after a day)
 
-What it costs, in Redis: one sorted-set entry per row (~100 bytes) plus its 38-byte
-segment record: ~140 bytes a row, and a few hundred bytes per run. A page sorted by
-creation reads its rows from segments (ids are dense: O(log runs + page)); a page
-sorted by value is one ZRANGE with a category filter and otherwise a selection over
-the four category indexes (O(log n) steps, then a merge of the page); a page within
-one run is one GETRANGE of the right section, whatever its sort or filter. A commit
-costs the worker O(rows log rows) in Python (packing, sorting) and Redis
-O(rows log n), spread over scripts of at most `INDEX_BATCH` rows.
+What it costs, in Redis: one sorted-set entry per row (~100 bytes with its share of
+the hash table) plus its 38-byte segment record: 140 to 160 bytes a row, and a few
+hundred bytes per run. A page sorted by creation reads its rows from segments (ids
+are dense: O(log runs + page)); a page sorted by value is one ZRANGE with a category
+filter, and otherwise a selection over the four category indexes (a value threshold
+interpolated in a few probes, or O(log n) bisection steps, then a merge of the page);
+a page within one run is one GETRANGE of the right section, whatever its sort or
+filter. A commit costs the worker O(rows log rows) in Python (packing, sorting) and
+Redis O(rows log n), spread over scripts of at most `INDEX_BATCH` rows.
 """
 
 from __future__ import annotations
@@ -85,7 +89,7 @@ SORT_FIELDS = ("created_at", "value")
 
 # A staged run that is neither published nor retried within this time is gone.
 STAGE_TTL_SECONDS = 3600
-# Staging appends this much per command: a fraction of a millisecond of Redis.
+# Staging writes this much per command: a fraction of a millisecond of Redis.
 STAGE_CHUNK_BYTES = 256 * 1024
 # Rows moved into (or out of) the value indexes per script: a few milliseconds.
 INDEX_BATCH = 500
@@ -191,20 +195,20 @@ class DataStore:
         nothing and returns its span. `on_staged` may raise to abandon the commit;
         what was staged is deleted. `index=False` leaves the value indexes to
         `index_pending`: pages are exact either way, value pages slower meanwhile."""
-        segment = pack(rows)
+        packed = pack(rows)
         token = secrets.token_hex(8)
-        if segment.rows and self._call(
-            "STAGE_BEGIN", run_id, token, STAGE_TTL_SECONDS, len(segment.data)
+        if packed.rows and self._call(
+            "STAGE_BEGIN", run_id, token, STAGE_TTL_SECONDS, len(packed.data)
         ):
-            self._stage(run_id, token, segment.data, segment.rows, on_staged)
+            self._stage(run_id, token, packed.data, packed.rows, on_staged)
         status, first, count, number = self._call(
             "PUBLISH",
             run_id,
             token,
-            segment.rows,
-            len(segment.data),
-            *segment.counts,
-            *(repr(s) for s in segment.sums),
+            packed.rows,
+            len(packed.data),
+            *packed.counts,
+            *(repr(s) for s in packed.sums),
         )
         if status == -2:
             raise StagingLost(
@@ -213,7 +217,7 @@ class DataStore:
             )
         if number and index:
             # Also after a duplicate: the first attempt may have died mid-index.
-            self._index(number, data=segment.data if status == 1 else None)
+            self._index(number, data=packed.data if status == 1 else None)
         return CommitResult(status == 1, first, count, cancelled=status == -1)
 
     def _stage(
