@@ -11,9 +11,10 @@ the 5xx count, latency percentiles per kind, the RSS of each process kind and th
 Redis key count at start and end, runs accepted vs finished once the load stopped,
 and the server's own counts from /metrics.
 
-Who the clients are is one place: `Clients` holds the API caller (its headers) and
-the browser (a cookie jar). `--token` sends `Authorization: Bearer` on API calls;
-signing the browser in is one POST on `Clients.browser` before the load starts.
+Who the clients are is one place, `Clients`: before the load, an operator is created
+with the `flask users` commands; API calls carry its token (`Authorization: Bearer`,
+or `--token`'s), and the browser client signs in at /login as a person does and
+sends Dash's CSRF token from its cookie, as dash-renderer does.
 
 Everything is bounded: requests per thread, minutes, the drain wait. Only
 127.0.0.1 is ever contacted.
@@ -26,12 +27,15 @@ import http.cookiejar
 import json
 import os
 import random
+import re
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections import defaultdict
 from contextlib import suppress
@@ -43,7 +47,7 @@ import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.stack import Stack
-from myapp.testing import Launcher
+from myapp.testing import ROOT, Launcher, clean_environ
 
 # Share of each kind of request in the mix.
 MIX = (
@@ -56,6 +60,9 @@ MIX = (
 )
 # Kinds a browser sends (its session cookie); the others are API calls.
 BROWSER_KINDS = frozenset({"dash"})
+SOAK_USER = "soak-operator"
+# The cookie Dash's pages set and dash-renderer sends back as X-CSRFToken.
+DASH_CSRF_COOKIE = "_csrf_token"
 MAX_REQUESTS_PER_THREAD = 200_000
 
 
@@ -73,24 +80,63 @@ def rss_mib(launcher: Launcher) -> dict[str, float]:
 
 @dataclass
 class Clients:
-    """Who sends the load. API calls carry `api_headers` (a bearer token once the
+    """Who sends the load. API calls carry `api_headers` (a bearer token; the
     API wants one); browser requests (Dash) go through `browser`, which keeps
     cookies, so a session made by signing in is sent with every one of them."""
 
     api_headers: dict[str, str] = field(default_factory=dict)
-    browser_headers: dict[str, str] = field(default_factory=dict)
-    browser: urllib.request.OpenerDirector = field(
-        default_factory=lambda: urllib.request.build_opener(
-            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
-        )
-    )
+    cookies: http.cookiejar.CookieJar = field(default_factory=http.cookiejar.CookieJar)
 
-    @classmethod
-    def from_args(cls, token: str | None) -> Clients:
-        clients = cls()
-        if token:
-            clients.api_headers["Authorization"] = f"Bearer {token}"
-        return clients
+    def __post_init__(self) -> None:
+        self.browser = urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(self.cookies)
+        )
+
+    def browser_headers(self) -> dict[str, str]:
+        """What a signed-in Dash page sends: the CSRF token from its cookie."""
+        for cookie in self.cookies:
+            if cookie.name == DASH_CSRF_COOKIE:
+                return {"X-CSRFToken": cookie.value or ""}
+        return {}
+
+    def sign_in(self, base: str, name: str, password: str) -> None:
+        """The browser signs in at /login (form and CSRF token), then opens Dash."""
+        with self.browser.open(base + "/login", timeout=30) as response:
+            page = response.read().decode()
+        found = re.search(r'name="csrf_token" value="([^"]+)"', page)
+        if found is None:
+            raise SystemExit("soak: no CSRF token on /login")
+        form = urllib.parse.urlencode(
+            {"username": name, "password": password, "csrf_token": found.group(1)}
+        ).encode()
+        with self.browser.open(base + "/login", data=form, timeout=30) as response:
+            if "/login" in response.url:
+                raise SystemExit("soak: the browser could not sign in")
+        with self.browser.open(base + "/dash/", timeout=30):
+            pass  # sets the cookie holding Dash's CSRF token
+
+
+def sign_in_clients(env: dict[str, str], base: str, token: str | None) -> Clients:
+    """An operator made with the `flask users` commands (as an admin would), its
+    API token on the API calls and its password on the browser."""
+    users = [sys.executable, "-m", "flask", "--app", "wsgi", "users"]
+
+    def run(*args: str) -> str:
+        done = subprocess.run(
+            [*users, *args], cwd=ROOT, env=env, capture_output=True, text=True
+        )
+        if done.returncode != 0:
+            raise SystemExit(f"soak: flask users {args[0]} failed:\n{done.stderr}")
+        return done.stdout
+
+    created = run("create", SOAK_USER, "--role", "operator")
+    password = re.search(r"^password: (\S+)$", created, re.MULTILINE)
+    if password is None:
+        raise SystemExit("soak: users create printed no password")
+    token = token or run("token", SOAK_USER, "--label", "soak").strip().splitlines()[-1]
+    clients = Clients(api_headers={"Authorization": f"Bearer {token}"})
+    clients.sign_in(base, SOAK_USER, password.group(1))
+    return clients
 
 
 class Load:
@@ -122,7 +168,9 @@ class Load:
         if data is not None:
             req.add_header("Content-Type", "application/json")
         browser = kind in BROWSER_KINDS
-        headers = self.clients.browser_headers if browser else self.clients.api_headers
+        headers = (
+            self.clients.browser_headers() if browser else self.clients.api_headers
+        )
         for name, value in headers.items():
             req.add_header(name, value)
         opener = self.clients.browser if browser else urllib.request.build_opener()
@@ -309,7 +357,6 @@ def main(argv: list[str] | None = None) -> int:
         help="API token sent as Authorization: Bearer (default: $SOAK_TOKEN)",
     )
     args = parser.parse_args(argv)
-    clients = Clients.from_args(args.token)
 
     with (
         tempfile.TemporaryDirectory(prefix="myapp-soak-") as tmp,
@@ -321,15 +368,14 @@ def main(argv: list[str] | None = None) -> int:
         with stack.launcher(
             DATABASE_URL=database,
             START_RATE_LIMIT="100000/minute",
-            # Read once at the end; a viewer token would do as well.
-            METRICS_PUBLIC="1",
         ) as launcher:
             keys = stack.redis()
-            # Every route but the probes needs a user: the bench admin's token, for
-            # the API and Dash alike, unless --token names another.
-            if not clients.api_headers:
-                clients.api_headers.update(stack.user(database).headers)
-            clients.browser_headers.update(clients.api_headers)
+            stack_env = clean_environ(
+                REDIS_URL=stack.redis_url(),
+                DATABASE_URL=database,
+                INSTANCE_PATH=str(stack.dir),
+            )
+            clients = sign_in_clients(stack_env, launcher.url, args.token)
             # Warm up (imports, first Dash render) before the "start" snapshot.
             warm = Load(launcher.url, 5, 1, 0.05, clients)
             warm.run()

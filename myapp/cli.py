@@ -158,7 +158,7 @@ def _password(from_stdin: bool) -> tuple[str, bool]:
     """The password to set and whether it was generated (then it is printed)."""
     if not from_stdin:
         return users.generate_password(), True
-    line = click.get_text_stream("stdin").readline().rstrip("\r\n")
+    line = sys.stdin.readline().rstrip("\r\n")
     return line, False
 
 

@@ -189,7 +189,8 @@ def test_every_route_but_the_open_ones_refuses_anonymous_callers(app):
                 assert response.status_code not in (302, 401), (method, path)
                 continue
             seen += 1
-            if path.startswith("/api/") or "/_dash-" in path or "_reload" in path:
+            machine = path.startswith("/api/") or path == "/metrics"
+            if machine or "/_dash-" in path or "_reload" in path:
                 assert response.status_code == 401, (method, path)
                 assert response.headers["WWW-Authenticate"].startswith("Bearer")
                 assert response.get_json()["error"]["code"] == "unauthorized"

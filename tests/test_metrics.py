@@ -19,17 +19,20 @@ def families(response) -> dict[str, list]:
     }
 
 
-def test_metrics_need_a_viewer_unless_public(client):
-    response = client.get("/metrics")
+def test_metrics_need_a_viewer_unless_public(app, make_user):
+    response = app.test_client(token=None).get("/metrics")
     assert response.status_code == 401
-    assert response.headers["WWW-Authenticate"] == "Bearer"
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
     assert response.get_json()["error"]["code"] == "unauthorized"
     assert "myapp_" not in response.get_data(as_text=True)
+    _, viewer = make_user("viewer")
+    response = app.test_client(token=viewer).get("/metrics")
+    assert response.status_code == 200 and "myapp_" in response.get_data(as_text=True)
 
 
 def test_metrics_public_switch_from_the_environment(monkeypatch, make_app):
     monkeypatch.setenv("METRICS_PUBLIC", "1")
-    assert make_app().test_client().get("/metrics").status_code == 200
+    assert make_app().test_client(token=None).get("/metrics").status_code == 200
     monkeypatch.setenv("METRICS_PUBLIC", "2")
     with pytest.raises(RuntimeError, match="METRICS_PUBLIC must be at most 1, got 2"):
         create_app({"TESTING": True})

@@ -416,24 +416,26 @@ def test_metrics_count_runs_by_task_source_and_state_across_processes(
 
     wait_for(healthy, timeout=120, interval=0.2)
     wait_for(lambda: ready(worker), timeout=120, interval=0.5)
+    auth = {"Authorization": f"Bearer {app.test_client_class.default_token}"}
 
     def start(task: str, params: dict) -> str:
         response = requests.post(
-            f"{url}/api/tasks/{task}/runs", json=params, timeout=10
+            f"{url}/api/tasks/{task}/runs", json=params, headers=auth, timeout=10
         )
         assert response.status_code == 202, response.text
         return response.json()["id"]
 
     def state(run_id: str) -> str | None:
         # None until the worker has adopted a run sent by another client.
-        response = requests.get(f"{url}/api/runs/{run_id}", timeout=10)
+        response = requests.get(f"{url}/api/runs/{run_id}", headers=auth, timeout=10)
         return response.json()["state"] if response.status_code == 200 else None
 
     done = [start("generate_data", {"rows": 3, "seconds": 0}) for _ in range(2)]
     done.append(start("summarize_data", {}))
     cancelled = start("generate_data", {"rows": 3, "seconds": 60})
     wait_for(lambda: state(cancelled) == "PROGRESS", timeout=60, interval=0.2)
-    assert requests.delete(f"{url}/api/runs/{cancelled}", timeout=10).status_code == 202
+    cancel = requests.delete(f"{url}/api/runs/{cancelled}", headers=auth, timeout=10)
+    assert cancel.status_code == 202
     # Another Celery client's bad message: the worker records it and it fails.
     failed = str(uuid.uuid4())
     app.extensions["celery"].send_task(

@@ -13,6 +13,7 @@ import time
 
 from celery import Celery
 from flask import Blueprint, Response, current_app, jsonify
+from flask_login import current_user
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -30,13 +31,10 @@ bp = Blueprint("metrics", __name__)
 
 
 def may_read_metrics() -> bool:
-    """Whether this request may read /metrics: anyone when METRICS_PUBLIC is on,
-    otherwise a caller with the `viewer` role or above.
-
-    The one place the sign-in check plugs in: until users and tokens exist, nobody
-    but the METRICS_PUBLIC switch opens it.
-    """
-    return bool(current_app.config["METRICS_PUBLIC"])
+    """Whether this request may read /metrics: anyone when METRICS_PUBLIC is on
+    (web_init_app then also lets it past the sign-in gate), otherwise a signed-in
+    caller or a token, whose role is `viewer` or above (every role is)."""
+    return bool(current_app.config["METRICS_PUBLIC"]) or current_user.is_authenticated
 
 
 @bp.get("/metrics")
