@@ -163,7 +163,12 @@ def _insert_if_room() -> Insert:
         or_(active.c.n < per_task, of_task < per_task),
     )
     values = select(*(bindparam(name, type_=runs.c[name].type) for name in _STARTED))
-    return insert(runs).from_select(_STARTED, values.select_from(active).where(room))
+    # RETURNING says whether the row went in (drivers differ on rowcount here).
+    return (
+        insert(runs)
+        .from_select(_STARTED, values.select_from(active).where(room))
+        .returning(runs.c.id)
+    )
 
 
 def _refuse_for_active_runs(definition: TaskDefinition) -> NoReturn:
@@ -222,14 +227,14 @@ def _insert(
         "max_active_per_task": config["MAX_ACTIVE_RUNS_PER_TASK"],
     }
     try:
-        inserted = db.session.execute(_insert_if_room(), values | limits)
+        inserted = db.session.execute(_insert_if_room(), values | limits).first()
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
         if idempotency_key is None:
             raise
         return None
-    if inserted.rowcount != 1:
+    if inserted is None:
         _refuse_for_active_runs(definition)
     log_transition(values["id"], definition.name, source, "PENDING", 0)
     return Run(**values)
