@@ -135,4 +135,10 @@ beat_schedule = {
         "schedule": 15.0,
         "options": {"expires": 14},
     },
+    # The data set: retention (DATA_MAX_ROWS) and indexing left by a killed worker.
+    "maintain-data": {
+        "task": "myapp.maintain_data",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
 }

@@ -27,6 +27,7 @@ MEASUREMENTS = (
     "drain",
     "append",
     "grid",
+    "bigrun",
     "click",
     "memory",
 )
@@ -36,7 +37,8 @@ TITLES = {
     "latency": "run latency: created -> finished vs Celery delay().get()",
     "drain": "worker drain: runs/s with history vs no-op tasks/s",
     "append": "append scaling: 1,000 rows onto 1M vs onto an empty set",
-    "grid": "grid page: 100 rows by value at a deep offset, 1M vs 1k rows",
+    "grid": "grid page: 100 rows by value at a deep offset, 1M vs 1k rows; bytes/row",
+    "bigrun": "the biggest run: Redis stall while it commits, a page within it",
     "click": "click-to-result in headless Chromium vs 1 s polling",
     "memory": "memory: RSS after sustained load vs after warm-up",
 }

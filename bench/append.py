@@ -14,7 +14,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 
-from bench.dataset import drop, fill, store
+from bench.dataset import fill, store
 from bench.report import Result
 from bench.stack import Stack
 from myapp.store import DataStore
@@ -48,7 +48,7 @@ def run(stack: Stack, quick: bool) -> list[Result]:
             target.commit_run(str(uuid.uuid4()), rows)
             elapsed = time.perf_counter() - started
             if target is not big:
-                drop(target.redis, prefix)
+                target.clear()
             if i >= warmup:
                 sink.append(elapsed)
 

@@ -158,8 +158,6 @@ def _password(from_stdin: bool) -> tuple[str, bool]:
     """The password to set and whether it was generated (then it is printed)."""
     if not from_stdin:
         return users.generate_password(), True
-    # sys.stdin, not click.get_text_stream (deprecated in Click 8.5); CliRunner
-    # swaps sys.stdin for its input too.
     line = sys.stdin.readline().rstrip("\r\n")
     return line, False
 

@@ -204,7 +204,26 @@ SETTINGS: tuple[Setting, ...] = (
         minimum=1,
     ),
     Setting(
-        "DATA_PREFIX", str, "myapp:data", "Prefix of every Redis key of the data set."
+        "DATA_PREFIX",
+        str,
+        "myapp:data",
+        "Prefix of every Redis key of the data set (their Redis Cluster hash tag).",
+    ),
+    Setting(
+        "DATA_REDIS_URL",
+        str,
+        None,
+        "The data set's own Redis; unset: REDIS_URL's. Only this one may be allowed "
+        "to evict (the broker's must not).",
+    ),
+    Setting(
+        "DATA_MAX_ROWS",
+        int,
+        2_000_000,
+        "Retention: beyond this many rows (about 140 bytes of Redis each) the "
+        "maintenance task drops the oldest runs, whole; 0 keeps every row. At least "
+        "MAX_ROWS_PER_RUN.",
+        minimum=0,
     ),
     Setting("WEB_CONCURRENCY", int, 2, "gunicorn worker processes.", 1, app=False),
     Setting("WEB_THREADS", int, 4, "Threads per gunicorn worker.", 1, app=False),
@@ -392,6 +411,15 @@ def finalize(config: dict[str, Any]) -> None:
         # A fifth of the slots stay free for the other tasks.
         limit = config["MAX_ACTIVE_RUNS"]
         config["MAX_ACTIVE_RUNS_PER_TASK"] = max(1, limit - limit // 5)
+    if not config.get("DATA_REDIS_URL"):
+        config["DATA_REDIS_URL"] = config["REDIS_URL"]
+    if 0 < config["DATA_MAX_ROWS"] < config["MAX_ROWS_PER_RUN"]:
+        raise RuntimeError(
+            f"DATA_MAX_ROWS ({config['DATA_MAX_ROWS']}) must be at least "
+            f"MAX_ROWS_PER_RUN ({config['MAX_ROWS_PER_RUN']}), or 0 to keep every "
+            "row: retention drops whole runs, so a smaller limit would drop the "
+            "newest run too."
+        )
     if config.get("SESSION_COOKIE_SECURE") is None:
         # Production is served over HTTPS; `make run` is plain http on localhost.
         config["SESSION_COOKIE_SECURE"] = config["APP_ENV"] != "development"

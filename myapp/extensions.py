@@ -33,8 +33,9 @@ login_manager = LoginManager()
 
 
 def redis_init_app(app: Flask) -> None:
-    """One Redis pool per app, kept in `app.extensions`; the data store rides on it."""
-    client = redis.Redis.from_url(
+    """One Redis pool per app, kept in `app.extensions`, and the data store on a
+    pool of its own (DATA_REDIS_URL, REDIS_URL by default)."""
+    app.extensions["redis"] = redis.Redis.from_url(
         app.config["REDIS_URL"],
         decode_responses=True,
         # Fail fast when Redis is away: callers answer with a clear error instead of
@@ -44,8 +45,9 @@ def redis_init_app(app: Flask) -> None:
         health_check_interval=30,
         retry_on_timeout=False,
     )
-    app.extensions["redis"] = client
-    app.extensions["store"] = DataStore(client, app.config["DATA_PREFIX"])
+    app.extensions["store"] = DataStore.from_url(
+        app.config["DATA_REDIS_URL"], app.config["DATA_PREFIX"]
+    )
 
 
 def get_store() -> DataStore:

@@ -14,7 +14,7 @@ from flask import Flask, current_app
 
 from myapp import metrics, runs
 from myapp.beat import quiet_routine_logs
-from myapp.extensions import db
+from myapp.extensions import db, get_store
 from myapp.runs import reaper
 from myapp.tasks import DEFINITIONS, TaskDefinition
 
@@ -133,3 +133,17 @@ def _register_maintenance(celery_app: Celery) -> None:
         """Send again or fail the runs whose worker is gone (myapp.runs.reaper)."""
         report = reaper.reap_runs()
         return {"resent": report.resent, "failed": report.failed}
+
+    @celery_app.task(name="myapp.maintain_data", **_MAINTENANCE)
+    def maintain_data() -> dict[str, int]:
+        """Finish indexing runs whose worker died mid-commit, then drop the oldest
+        runs beyond DATA_MAX_ROWS; in short steps, for at most ~15 s, so the other
+        maintenance passes are not held up (each pass of 500-row steps drops well
+        over a million rows)."""
+        store = get_store()
+        indexing = store.index_pending(seconds=5)
+        limit = current_app.config["DATA_MAX_ROWS"]
+        dropped = store.trim(limit, seconds=10) if limit else 0
+        if dropped:
+            log.info("data set: dropped the oldest %d rows (DATA_MAX_ROWS)", dropped)
+        return {"dropped": dropped, "still_indexing": indexing}

@@ -75,7 +75,8 @@ def test_cancel_revokes_and_appends_nothing(client, worker):
 
 def test_a_task_that_raises_ends_failure_with_type_and_message(app, client, worker):
     # Corrupt the data set's id counter: the append fails inside Redis.
-    app.extensions["redis"].set(app.config["DATA_PREFIX"] + ":seq", "not-a-number")
+    store = app.extensions["store"]
+    store.redis.set(store.key("seq"), "not-a-number")
     run = start(client, body={"rows": 2, "seconds": 0}).get_json()
     done = wait_for_state(client, run["id"], ("SUCCESS", "FAILURE"))
     assert done["state"] == "FAILURE"

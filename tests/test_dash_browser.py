@@ -20,7 +20,7 @@ from werkzeug.serving import make_server
 
 from myapp import runs
 from myapp.dashboard import ids
-from myapp.extensions import get_redis, get_store
+from myapp.extensions import get_store
 from myapp.models import SOURCES, Run
 from myapp.testing import (
     BROWSER_PASSWORD,
@@ -192,7 +192,7 @@ def test_failing_run_shows_its_error(app, live, dash_duo):
     open_main(dash_duo, live)
     with app.app_context():
         # A corrupt data set: the append fails inside Redis, a real task failure.
-        get_redis().set(app.config["DATA_PREFIX"] + ":seq", "not-a-number")
+        get_store().redis.set(get_store().key("seq"), "not-a-number")
     fill_and_run(dash_duo, "3", "0", "background")
     failed = wait_status(dash_duo, "FAILURE")
     assert "ResponseError" in failed and "not an integer" in failed

@@ -420,6 +420,7 @@ def test_metrics_count_runs_by_task_source_and_state_across_processes(
 
     wait_for(healthy, timeout=120, interval=0.2)
     wait_for(lambda: ready(worker), timeout=120, interval=0.5)
+    auth = {"Authorization": f"Bearer {app.test_client_class.default_token}"}
 
     def start(task: str, params: dict) -> str:
         response = requests.post(

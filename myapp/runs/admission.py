@@ -13,13 +13,14 @@ Beat and other Celery clients send messages without a row; the worker adopts tho
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 from flask import Flask, current_app
-from sqlalchemy import func, select
+from sqlalchemy import Insert, and_, bindparam, func, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from myapp.extensions import db
@@ -70,7 +71,6 @@ def start_run(
         if existing is not None:
             return _same_request(existing, definition, params, requester), False
     _limit_rate(requester)
-    _limit_active(definition)
     run = _insert(definition, params, source, idempotency_key, requester.name)
     if run is None:  # the same key committed by a concurrent request
         existing = _by_idempotency_key(idempotency_key or "")
@@ -117,20 +117,76 @@ def _same_request(
     return existing
 
 
-def _limit_active(definition: TaskDefinition) -> None:
+# The columns a start writes; the others start empty.
+_STARTED = (
+    "id",
+    "task",
+    "params",
+    "source",
+    "state",
+    "attempts",
+    "idempotency_key",
+    "created_by",
+    "created_at",
+    "dispatched_at",
+)
+
+
+@functools.cache
+def _insert_if_room() -> Insert:
+    """INSERT INTO runs … SELECT :values WHERE MAX_ACTIVE_RUNS and
+    MAX_ACTIVE_RUNS_PER_TASK leave room for one more run.
+
+    The limits are checked by the INSERT itself, so a start is one statement (and
+    on SQLite the counts and the insert happen under the same write lock). The total
+    reads the state index alone; the task's own count needs each active row's task,
+    and SQL evaluates it only when the total has reached the task's limit (a task
+    cannot have more active runs than there are in all). Built once: building a
+    statement costs as much as running it.
+    """
+    runs = Run.__table__
+    active = (
+        select(func.count().label("n"))
+        .select_from(runs)
+        .where(runs.c.state.in_(ACTIVE_STATES))
+        .subquery("active")
+    )
+    of_task = (
+        select(func.count())
+        .select_from(runs)
+        .where(runs.c.state.in_(ACTIVE_STATES), runs.c.task == bindparam("task"))
+        .scalar_subquery()
+    )
+    per_task = bindparam("max_active_per_task")
+    room = and_(
+        active.c.n < bindparam("max_active"),
+        or_(active.c.n < per_task, of_task < per_task),
+    )
+    values = select(*(bindparam(name, type_=runs.c[name].type) for name in _STARTED))
+    # RETURNING says whether the row went in (drivers differ on rowcount here).
+    return (
+        insert(runs)
+        .from_select(_STARTED, values.select_from(active).where(room))
+        .returning(runs.c.id)
+    )
+
+
+def _refuse_for_active_runs(definition: TaskDefinition) -> NoReturn:
+    """Raise the limit a start ran into, counted again to name it."""
     config = current_app.config
-    row = db.session.execute(
+    active, of_task = db.session.execute(
         select(func.count(), func.count().filter(Run.task == definition.name)).where(
             Run.state.in_(ACTIVE_STATES)
         )
     ).one()
-    active, active_of_task = int(row[0]), int(row[1])
-    if active >= config["MAX_ACTIVE_RUNS"]:
-        raise TooManyActiveRuns(config["MAX_ACTIVE_RUNS"])
-    if active_of_task >= config["MAX_ACTIVE_RUNS_PER_TASK"]:
+    if (
+        active < config["MAX_ACTIVE_RUNS"]
+        and of_task >= config["MAX_ACTIVE_RUNS_PER_TASK"]
+    ):
         raise TooManyActiveRunsOfTask(
             definition.name, config["MAX_ACTIVE_RUNS_PER_TASK"]
         )
+    raise TooManyActiveRuns(config["MAX_ACTIVE_RUNS"])
 
 
 def _insert(
@@ -140,35 +196,48 @@ def _insert(
     idempotency_key: str | None,
     created_by: str | None,
 ) -> Run | None:
-    """Commit the PENDING row; None if a concurrent request took the same key."""
+    """Commit the PENDING row if the active-run limits leave room (else raise
+    TooManyActiveRuns or TooManyActiveRunsOfTask); None if a concurrent request took
+    the same Idempotency-Key.
+
+    One INSERT … SELECT … WHERE <room> statement; the Run returned is built from
+    the values written (not attached to the session), so the 202 body needs no
+    second read.
+    """
     now = utcnow()
-    run = Run(
-        id=str(uuid.uuid4()),
-        task=definition.name,
-        params=params,
-        source=source,
-        state="PENDING",
-        attempts=0,
-        idempotency_key=idempotency_key,
-        created_by=created_by,
-        created_at=now,
+    values: dict[str, Any] = {
+        "id": str(uuid.uuid4()),
+        "task": definition.name,
+        "params": params,
+        "source": source,
+        "state": "PENDING",
+        "attempts": 0,
+        "idempotency_key": idempotency_key,
+        "created_by": created_by,
+        "created_at": now,
         # A run about to be sent is marked dispatched in the same commit, saving a
         # second commit per start; a failed send clears the mark (the outbox sweeper
         # then sends it), and a crash in between is resent by the reaper
         # (REDISPATCH_SECONDS: dispatched, still PENDING, no message queued).
-        dispatched_at=now,
-    )
-    run_id = run.id
-    db.session.add(run)
+        "dispatched_at": now,
+    }
+    config = current_app.config
+    limits = {
+        "max_active": config["MAX_ACTIVE_RUNS"],
+        "max_active_per_task": config["MAX_ACTIVE_RUNS_PER_TASK"],
+    }
     try:
+        inserted = db.session.execute(_insert_if_room(), values | limits).first()
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
         if idempotency_key is None:
             raise
         return None
-    log_transition(run_id, definition.name, source, "PENDING", 0)
-    return run
+    if inserted is None:
+        _refuse_for_active_runs(definition)
+    log_transition(values["id"], definition.name, source, "PENDING", 0)
+    return Run(**values)
 
 
 def _by_idempotency_key(key: str) -> Run | None:

@@ -110,8 +110,12 @@ def revoke_run(run: Run, *, cancelled_by: str | None) -> Run:
     if run.finished:
         raise RunFinished(run.id)
     try:
-        # First, so a commit racing this cancel is refused inside Redis.
-        get_store().cancel_run(run.id)
+        # First, so a commit racing this cancel is refused inside Redis; if the
+        # run's rows are already in, the cancel is too late and the run finishes.
+        if not get_store().cancel_run(run.id):
+            raise RunFinished(run.id)
+    except RunFinished:
+        raise
     except Exception as exc:  # Redis away: the row and the progress check still stop it
         log.warning("could not flag %s as cancelled in the data store: %s", run.id, exc)
     if end_run(run.id, {"state": "REVOKED", "cancelled_by": cancelled_by}):

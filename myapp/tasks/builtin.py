@@ -29,8 +29,10 @@ _MAX_STEP_SECONDS = 0.5
 def generate_data(ctx: RunContext, *, rows: int, seconds: float) -> dict[str, Any]:
     """Make `rows` random rows over `seconds`, then append them to the data set.
 
-    Rows are committed in one atomic, idempotent step at the end, so a run that is
-    cancelled, fails or is delivered twice leaves exactly zero or `rows` rows.
+    Rows become visible in one atomic, idempotent step at the end, so a run that is
+    cancelled, fails or is delivered twice leaves exactly zero or `rows` rows. A big
+    run is staged in chunks first; each chunk reports progress, which is also where
+    a cancel stops it.
     """
     steps = max(1, min(rows, 100), math.ceil(seconds / _MAX_STEP_SECONDS))
     pause = seconds / steps
@@ -43,9 +45,16 @@ def generate_data(ctx: RunContext, *, rows: int, seconds: float) -> dict[str, An
         if pause:
             time.sleep(pause)
         ctx.progress(len(made), rows, f"{len(made)} of {rows} rows")
-    commit = get_store().commit_run(ctx.run_id, made)
+    commit = get_store().commit_run(
+        ctx.run_id,
+        made,
+        on_staged=lambda staged, total: ctx.progress(
+            rows, rows, f"saving: {staged} of {total} rows staged"
+        ),
+    )
     if commit.cancelled:
         ctx.cancelled()
+    ctx.progress(rows, rows, f"{rows} of {rows} rows")
     return {
         "rows": commit.count,
         "first_id": commit.first_id,

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 from flask import Flask
 
-from myapp.web import api, health
-from myapp.web.auth import auth_init_app
+from myapp.web import api, health, metrics
+from myapp.web.auth import allow_anonymous, auth_init_app
 from myapp.web.errors import errors_init_app
 from myapp.web.guards import guards_init_app
-from myapp.web.metrics import metrics_init_app
 from myapp.web.security import security_init_app
 from myapp.web.views import views_init_app
 
@@ -23,7 +22,9 @@ def web_init_app(app: Flask) -> None:
     guards_init_app(app)
     auth_init_app(app)
     app.register_blueprint(health.bp)
-    metrics_init_app(app)
+    app.register_blueprint(metrics.bp)
+    if app.config["METRICS_PUBLIC"]:
+        allow_anonymous(app, "metrics.get_metrics")
     app.register_blueprint(api.bp)
     views_init_app(app)
     security_init_app(app)

@@ -5,11 +5,12 @@
   judged by the token alone, whatever cookies it also carries.
 - `_gate` (before every request): only the open endpoints answer anonymous callers
   (`/healthz`, `/readyz`, `/login`, static files, `/api/openapi.json`, and whatever
-  `allow_anonymous` adds); the API and Dash's JSON routes answer 401, pages redirect
-  to `/login?next=…`. Unsafe methods need the CSRF token unless a bearer token
-  authenticates an API or Dash request: HTML forms always carry it, the API and Dash
-  send it in `X-CSRFToken` (Dash reads it from the `_csrf_token` cookie set on its
-  pages, as its renderer expects).
+  `allow_anonymous` adds: `/metrics` when METRICS_PUBLIC is on); the API, `/metrics`
+  and Dash's JSON routes answer 401, pages redirect to `/login?next=…`. Unsafe
+  methods need the CSRF token unless a bearer token authenticates an API or Dash
+  request: HTML forms always carry it, the API and Dash send it in `X-CSRFToken`
+  (Dash reads it from the `_csrf_token` cookie set on its pages, as its renderer
+  expects).
 - LOGIN_RATE_LIMIT counts sign-in attempts per address and per user name.
 
 What a signed-in user may do is decided further in, by `myapp.runs` (admission and
@@ -195,10 +196,14 @@ def _is_open() -> bool:
     )
 
 
+# Routes for programs outside the API's prefix (Prometheus scrapes /metrics).
+_MACHINE_PATHS = frozenset(("/metrics",))
+
+
 def _is_machine_route() -> bool:
     """The API, /metrics and Dash's JSON routes: callers are programs, not people."""
     path = request.path
-    if path.startswith("/api/") or path == "/metrics":
+    if path.startswith("/api/") or path in _MACHINE_PATHS:
         return True
     rest = path[len(DASH_PREFIX) :] if path.startswith(DASH_PREFIX) else None
     return rest is not None and rest.startswith(("_dash-", "_reload-hash"))

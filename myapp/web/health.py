@@ -8,7 +8,7 @@ from flask import Blueprint, current_app, jsonify
 from sqlalchemy import text
 
 from myapp import beat
-from myapp.extensions import db, get_redis
+from myapp.extensions import db, get_redis, get_store
 
 bp = Blueprint("health", __name__)
 
@@ -20,7 +20,8 @@ def healthz():
 
 @bp.get("/readyz")
 def readyz():
-    """Ready when Redis and the database answer (503 names the one that does not).
+    """Ready when Redis (the data set's too, when it has its own) and the database
+    answer (503 names the one that does not).
 
     `checks.beat` also says whether beat is sending the schedule, but does not make
     the web unready: taking web processes out of service would not bring beat back,
@@ -28,11 +29,15 @@ def readyz():
     `myapp_beat_last_tick_age_seconds`).
     """
     checks: dict[str, str] = {}
-    try:
-        get_redis().ping()
-        checks["redis"] = "ok"
-    except Exception as exc:  # any failure means "not ready", with its reason
-        checks["redis"] = f"unreachable: {type(exc).__name__}"
+    pings = {"redis": get_redis()}
+    if current_app.config["DATA_REDIS_URL"] != current_app.config["REDIS_URL"]:
+        pings["data_redis"] = get_store().redis
+    for name, client in pings.items():
+        try:
+            client.ping()
+            checks[name] = "ok"
+        except Exception as exc:  # any failure means "not ready", with its reason
+            checks[name] = f"unreachable: {type(exc).__name__}"
     try:
         db.session.execute(text("SELECT 1"))
         checks["database"] = "ok"

@@ -12,7 +12,7 @@ import logging
 import time
 
 from celery import Celery
-from flask import Blueprint, Flask, Response, current_app
+from flask import Blueprint, Response, current_app, jsonify
 from flask_login import current_user
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -24,33 +24,31 @@ from myapp.extensions import db, get_redis
 from myapp.metrics import collect_registry
 from myapp.models import ACTIVE_STATES, Run
 from myapp.runs.reaper import broker_lists
-from myapp.users.roles import Role
-from myapp.web.auth import allow_anonymous, unauthorized
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("metrics", __name__)
 
 
-def metrics_init_app(app: Flask) -> None:
-    """Register /metrics; with METRICS_PUBLIC the sign-in gate lets anyone reach it."""
-    app.register_blueprint(bp)
-    if app.config["METRICS_PUBLIC"]:
-        allow_anonymous(app, "metrics.get_metrics")
-
-
 def may_read_metrics() -> bool:
-    """Whether this request may read /metrics: anyone when METRICS_PUBLIC is on,
-    otherwise a signed-in caller (session or token) with the `viewer` role or above."""
-    if current_app.config["METRICS_PUBLIC"]:
-        return True
-    return current_user.is_authenticated and Role(current_user.role).allows(Role.VIEWER)
+    """Whether this request may read /metrics: anyone when METRICS_PUBLIC is on
+    (web_init_app then also lets it past the sign-in gate), otherwise a signed-in
+    caller or a token, whose role is `viewer` or above (every role is)."""
+    return bool(current_app.config["METRICS_PUBLIC"]) or current_user.is_authenticated
 
 
 @bp.get("/metrics")
 def get_metrics():
     if not may_read_metrics():
-        return unauthorized()
+        body = {
+            "error": {
+                "code": "unauthorized",
+                "message": "a viewer token is required to read metrics "
+                "(or set METRICS_PUBLIC=1)",
+                "fields": {},
+            }
+        }
+        return jsonify(body), 401, {"WWW-Authenticate": "Bearer"}
     registry = collect_registry([LiveState(current_app.extensions["celery"])])
     return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
 

@@ -96,6 +96,31 @@ def test_sigkill_of_pool_children_loses_no_run(
     assert_data_matches_successes(app, done, rows=15)
 
 
+def test_sigkill_mid_commit_then_the_run_again_leaves_exactly_its_rows(
+    make_app, shipped_redis, workers, fast_recovery
+):
+    """The biggest run's worker dies while staging its rows: nothing is visible,
+    and the run's next attempt replaces the staging and appends exactly once."""
+    rows = 100_000
+    app = make_app(REDIS_URL=shipped_redis.url, **fast_recovery)
+    store = app.extensions["store"]
+    first = workers(app, "w1", concurrency=1)
+    (run_id,) = start_runs(app.test_client(), 1, rows=rows, seconds=0)
+
+    staging = store.key("stage", run_id)
+    wait_for(lambda: store.redis.exists(staging), 120, 0.001, "the run staging")
+    first.kill()  # SIGKILL of the whole worker, the pool process mid-commit
+    assert store.redis.exists(staging), "killed after publishing, not mid-commit"
+    assert store.total() == 0 and store.page(sort="value").total == 0
+
+    workers(app, "w2", concurrency=1)
+    done, reaped = settle(app, [run_id], timeout=RECOVERY_BOUND_S)
+    assert done[run_id].state == "SUCCESS" and run_id in reaped
+    assert done[run_id].attempts == 2
+    assert store.total() == rows and store.run_span(run_id) == (1, rows)
+    assert list(store.redis.scan_iter(match=store.key("stage") + "*")) == []
+
+
 def lost_run(attempts: int, started_ago: float, heartbeat_ago: float) -> Run:
     now = utcnow()
     run = Run(
