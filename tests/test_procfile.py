@@ -380,8 +380,10 @@ def test_reaper_runs_while_long_runs_hold_every_worker_slot(
 # -- /metrics: the web's and the workers' figures together ---------------------------
 
 
-def scrape(url: str) -> dict[tuple[str, frozenset], float]:
-    response = requests.get(url + "/metrics", timeout=10)
+def scrape(
+    url: str, headers: dict[str, str] | None = None
+) -> dict[tuple[str, frozenset], float]:
+    response = requests.get(url + "/metrics", headers=headers, timeout=10)
     assert response.status_code == 200, response.text
     assert response.headers["Content-Type"].startswith("text/plain")
     return {
@@ -397,7 +399,9 @@ def test_metrics_count_runs_by_task_source_and_state_across_processes(
 ):
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    web = spawn("web", PORT=str(port), METRICS_PUBLIC="1")
+    web = spawn("web", PORT=str(port))
+    # The tests' admin; any role from viewer up may read /metrics.
+    auth = {"Authorization": f"Bearer {app.test_client_class.default_token}"}
     name = f"metrics-{uuid.uuid4().hex[:8]}@test"
     worker_port = free_port()
     worker = spawn(
@@ -448,7 +452,8 @@ def test_metrics_count_runs_by_task_source_and_state_across_processes(
 
     # Counted in two processes (cancel in the web, the rest in the worker's pool),
     # read in one scrape.
-    figures = scrape(url)
+    assert requests.get(url + "/metrics", timeout=10).status_code == 401
+    figures = scrape(url, auth)
 
     def value(metric: str, **labels: str) -> float:
         return figures.get((metric, frozenset(labels.items())), 0.0)
