@@ -20,7 +20,16 @@ from collections.abc import Mapping
 from typing import Any, NoReturn
 
 from flask import Flask, current_app
-from sqlalchemy import Insert, and_, bindparam, func, insert, or_, select
+from sqlalchemy import (
+    Insert,
+    and_,
+    bindparam,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+)
 from sqlalchemy.exc import IntegrityError
 
 from myapp.extensions import db
@@ -138,28 +147,39 @@ def _insert_if_room() -> Insert:
     MAX_ACTIVE_RUNS_PER_TASK leave room for one more run.
 
     The limits are checked by the INSERT itself, so a start is one statement (and
-    on SQLite the counts and the insert happen under the same write lock). The total
-    reads the state index alone; the task's own count needs each active row's task,
-    and SQL evaluates it only when the total has reached the task's limit (a task
-    cannot have more active runs than there are in all). Built once: building a
-    statement costs as much as running it.
+    on SQLite the counts and the insert happen under the same write lock). Each
+    count reads at most its limit's worth of index entries (a LIMIT inside it), so
+    a start costs the same with a backlog of thousands of queued runs as with
+    none. The task's own count is evaluated only when the total has reached the
+    task's limit (a task cannot have more active runs than there are in all).
+    Built once: building a statement costs as much as running it.
     """
     runs = Run.__table__
+    is_active = runs.c.state.in_(ACTIVE_STATES)
+    max_active = bindparam("max_active")
+    per_task = bindparam("max_active_per_task")
     active = (
         select(func.count().label("n"))
-        .select_from(runs)
-        .where(runs.c.state.in_(ACTIVE_STATES))
+        .select_from(
+            select(literal_column("1"))
+            .where(is_active)
+            .limit(max_active)
+            .subquery("capped")
+        )
         .subquery("active")
     )
     of_task = (
         select(func.count())
-        .select_from(runs)
-        .where(runs.c.state.in_(ACTIVE_STATES), runs.c.task == bindparam("task"))
+        .select_from(
+            select(literal_column("1"))
+            .where(is_active, runs.c.task == bindparam("task"))
+            .limit(per_task)
+            .subquery("capped_task")
+        )
         .scalar_subquery()
     )
-    per_task = bindparam("max_active_per_task")
     room = and_(
-        active.c.n < bindparam("max_active"),
+        active.c.n < max_active,
         or_(active.c.n < per_task, of_task < per_task),
     )
     values = select(*(bindparam(name, type_=runs.c[name].type) for name in _STARTED))

@@ -8,11 +8,12 @@ at the next request.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import Select, bindparam, select, update
 
 from myapp.extensions import db
 from myapp.models import ApiToken, User, utcnow
@@ -69,17 +70,25 @@ def live_token_labels(user: User) -> list[str]:
     )
 
 
+@functools.cache
+def _user_by_token_hash() -> Select:
+    """One indexed lookup of a live token and its enabled user; only the user
+    becomes an ORM object (it is what the request carries as current_user). Built
+    once: every API request runs it, and building it costs as much as running it."""
+    return (
+        select(User, ApiToken.id, ApiToken.last_used_at)
+        .join(ApiToken, ApiToken.user_id == User.id)
+        .where(ApiToken.token_hash == bindparam("token_hash"))
+        .where(ApiToken.revoked_at.is_(None), User.disabled.is_(False))
+    )
+
+
 def user_for_token(token: str) -> User | None:
     """The enabled user a live token belongs to, or None."""
     if not token.startswith(PREFIX) or len(token) > 200:
         return None
-    # One indexed lookup; only the user becomes an ORM object (it is what the
-    # request carries as current_user).
     found = db.session.execute(
-        select(User, ApiToken.id, ApiToken.last_used_at)
-        .join(ApiToken, ApiToken.user_id == User.id)
-        .where(ApiToken.token_hash == token_hash(token))
-        .where(ApiToken.revoked_at.is_(None), User.disabled.is_(False))
+        _user_by_token_hash(), {"token_hash": token_hash(token)}
     ).first()
     if found is None:
         return None

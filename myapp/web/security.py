@@ -33,7 +33,7 @@ _BASE_CSP = {
 
 
 def security_init_app(app: Flask) -> None:
-    app.extensions["security"] = {"dash_csp": None}
+    app.extensions["security"] = {"base_csp": _render(_BASE_CSP), "dash_csp": None}
     app.after_request(_security_headers)
 
 
@@ -65,9 +65,9 @@ def _security_headers(response: Response) -> Response:
 def _csp_for(path: str) -> str:
     dash_app = current_app.extensions.get("dash")
     prefix = getattr(getattr(dash_app, "config", None), "routes_pathname_prefix", None)
-    if dash_app is None or not prefix or not path.startswith(prefix):
-        return _render(_BASE_CSP)
     cache = current_app.extensions["security"]
+    if dash_app is None or not prefix or not path.startswith(prefix):
+        return cache["base_csp"]
     if cache["dash_csp"] is None:
         # Dash renders inline scripts (the renderer start, clientside callbacks);
         # allow exactly those by hash. Computed on first use, once every callback
