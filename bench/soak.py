@@ -344,6 +344,29 @@ def server_counts(load: Load) -> dict[str, Any]:
     return {"runs_finished": dict(finished), "http_5xx": errors}
 
 
+_ID = re.compile(
+    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{16,}|\d+"
+)
+
+
+def key_census(client) -> dict[str, str]:
+    """Redis keys grouped by shape (ids and numbers as *), each "count (n without
+    expiry)": what grew, and whether it goes away by itself. SCAN, bounded."""
+    shapes: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for i, key in enumerate(client.scan_iter(count=500)):
+        if i >= 100_000:
+            break
+        name = key.decode(errors="replace") if isinstance(key, bytes) else key
+        shape = shapes[_ID.sub("*", name)]
+        shape[0] += 1
+        if client.ttl(key) == -1:
+            shape[1] += 1
+    return {
+        k: f"{n} ({forever} without expiry)"
+        for k, (n, forever) in sorted(shapes.items())
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10)
@@ -379,7 +402,11 @@ def main(argv: list[str] | None = None) -> int:
             # Warm up (imports, first Dash render) before the "start" snapshot.
             warm = Load(launcher.url, 5, 1, 0.05, clients)
             warm.run()
-            start = {"rss_mib": rss_mib(launcher), "redis_keys": keys.dbsize()}
+            start = {
+                "rss_mib": rss_mib(launcher),
+                "redis_keys": keys.dbsize(),
+                "redis_key_shapes": key_census(keys),
+            }
             load = Load(
                 launcher.url, args.minutes * 60, args.threads, args.think, clients
             )
@@ -388,7 +415,11 @@ def main(argv: list[str] | None = None) -> int:
             load.run()
             elapsed = time.monotonic() - began
             states = drain(load, args.drain_seconds)
-            end = {"rss_mib": rss_mib(launcher), "redis_keys": keys.dbsize()}
+            end = {
+                "rss_mib": rss_mib(launcher),
+                "redis_keys": keys.dbsize(),
+                "redis_key_shapes": key_census(keys),
+            }
             memory = keys.info("memory")["used_memory_human"]
             server = server_counts(load)
 
