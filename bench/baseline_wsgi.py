@@ -4,4 +4,6 @@ import os
 
 from bench.baseline import create_baseline
 
-app, celery_app = create_baseline(os.environ["REDIS_URL"])
+app, celery_app = create_baseline(
+    os.environ["REDIS_URL"], os.environ.get("DATABASE_URL")
+)
