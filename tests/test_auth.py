@@ -681,3 +681,27 @@ def test_an_idempotency_key_belongs_to_the_user_who_sent_it(app, make_user):
     other = start(app.test_client(token=token), headers=headers)
     assert other.status_code == 422
     assert other.get_json()["error"]["code"] == "idempotency_key_reused"
+
+
+def test_the_last_enabled_admin_cannot_be_demoted_or_disabled(app, runner):
+    # The tests' own admin `admin` is the only admin so far.
+    for args, change in (
+        (["users", "set-role", "admin", "operator"], "cannot lose the admin role"),
+        (["users", "disable", "admin"], "cannot be disabled"),
+    ):
+        result = runner.invoke(args=args)
+        assert result.exit_code == 1, result.output
+        assert f"admin is the last enabled admin and {change}" in result.output
+    assert app.test_client().get("/api/runs").status_code == 200
+
+    # With a second admin, either may go; then the other is the last again.
+    assert (
+        runner.invoke(args=["users", "create", "root2", "--role", "admin"]).exit_code
+        == 0
+    )
+    assert runner.invoke(args=["users", "disable", "admin"]).exit_code == 0
+    assert app.test_client().get("/api/runs").status_code == 401
+    last = runner.invoke(args=["users", "set-role", "root2", "viewer"])
+    assert last.exit_code == 1 and "root2 is the last enabled admin" in last.output
+    assert runner.invoke(args=["users", "enable", "admin"]).exit_code == 0
+    assert runner.invoke(args=["users", "set-role", "root2", "viewer"]).exit_code == 0

@@ -97,7 +97,10 @@ def set_role(name: str, role: str) -> User:
     """A new role takes effect at the user's next request (roles are read each
     time, never kept in a session)."""
     user = require_user(name)
-    user.role = parse_role(role).value
+    parsed = parse_role(role)
+    if parsed is not Role.ADMIN:
+        _keep_an_admin(user, "lose the admin role")
+    user.role = parsed.value
     db.session.commit()
     return user
 
@@ -113,6 +116,7 @@ def set_password(name: str, password: str) -> User:
 def disable(name: str) -> User:
     """Refuse the user's sessions and tokens from their next request on."""
     user = require_user(name)
+    _keep_an_admin(user, "be disabled")
     user.disabled = True
     _end_sessions(user)
     return user
@@ -124,6 +128,25 @@ def enable(name: str) -> User:
     user.disabled = False
     db.session.commit()
     return user
+
+
+def _keep_an_admin(user: User, change: str) -> None:
+    """Refuse to leave the team without an enabled admin: nobody could manage users
+    or prune runs, and only a shell on the database could undo it. (Two operators
+    demoting the last two admins at the same moment could still both pass.)"""
+    if user.role != Role.ADMIN.value or user.disabled:
+        return
+    others = db.session.scalar(
+        select(User.id)
+        .where(User.role == Role.ADMIN.value, User.disabled.is_(False))
+        .where(User.id != user.id)
+        .limit(1)
+    )
+    if others is None:
+        raise AccountError(
+            f"{user.name} is the last enabled admin and cannot {change}: "
+            "make another user admin first"
+        )
 
 
 def authenticate(name: str, password: str) -> User | None:
