@@ -17,7 +17,7 @@ import sys
 import time
 import uuid
 
-from bench.dataset import fill
+from bench.dataset import fill, time_page
 from bench.load import percentile
 from bench.report import Result
 from bench.stack import DATA_DB, Stack
@@ -145,8 +145,6 @@ def _page_results(
     """p95 of one 100-row value-sorted page 90% deep within the run, against the
     same page (offset, limit, sort) over the whole data set; alternating."""
     deep = int(ROWS * 0.9)
-    query = f"offset={deep}&limit=100&sort=value&order=desc"
-    paths = {"run": f"/api/data?{query}&run_id={run_id}", "all": f"/api/data?{query}"}
     store_ms: dict[str, list[float]] = {"run": [], "all": []}
     http_ms: dict[str, list[float]] = {"run": [], "all": []}
     warmup = samples // 10
@@ -154,27 +152,11 @@ def _page_results(
         conn = http.client.HTTPConnection("127.0.0.1", web.port, timeout=10)
         for i in range(warmup + samples):
             for kind in ("run", "all"):
-                started = time.perf_counter()
-                page = big.page(
-                    offset=deep,
-                    limit=100,
-                    sort="value",
-                    order="desc",
-                    run_id=run_id if kind == "run" else None,
-                )
-                elapsed = time.perf_counter() - started
-                if len(page.rows) != 100:
-                    raise RuntimeError(f"a {kind} page has {len(page.rows)} rows")
-                started = time.perf_counter()
-                conn.request("GET", paths[kind], headers=stack.auth)
-                response = conn.getresponse()
-                response.read()
-                http_elapsed = time.perf_counter() - started
-                if response.status != 200:
-                    raise RuntimeError(f"GET /api/data answered {response.status}")
+                run = run_id if kind == "run" else None
+                store_time, http_time = time_page(big, conn, stack.auth, deep, run)
                 if i >= warmup:
-                    store_ms[kind].append(elapsed * 1000)
-                    http_ms[kind].append(http_elapsed * 1000)
+                    store_ms[kind].append(store_time)
+                    http_ms[kind].append(http_time)
         conn.close()
     note = (
         f"p95 of {samples} pages each after {warmup} warm-up, alternating: 100 rows "

@@ -22,26 +22,14 @@ from contextlib import contextmanager
 from typing import Any
 
 from selenium import webdriver
-from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.common.by import By
 
-CHROME_ARGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--window-size=1280,900",
-)
+from myapp.testing import chrome_options
 
 
 @contextmanager
 def chromium() -> Iterator[webdriver.Chrome]:
-    options = Options()
-    for arg in CHROME_ARGS:
-        options.add_argument(arg)
-    driver = webdriver.Chrome(options=options)
+    driver = webdriver.Chrome(options=chrome_options())
     try:
         yield driver
     finally:

@@ -6,7 +6,9 @@ They live under the app's own prefix in DATA_DB, so a gunicorn started on that d
 
 from __future__ import annotations
 
+import http.client
 import random
+import time
 import uuid
 
 from bench.stack import DATA_DB, Stack
@@ -44,3 +46,35 @@ def memory_per_row(target: DataStore) -> float:
         for name in target.redis.scan_iter(match=target.key("*"), count=1000)
     )
     return used / max(1, target.total())
+
+
+def time_page(
+    target: DataStore,
+    conn: http.client.HTTPConnection,
+    auth: dict[str, str],
+    offset: int,
+    run_id: str | None = None,
+) -> tuple[float, float]:
+    """Milliseconds of one 100-row page by value, descending, at `offset` of the data
+    set (or within run `run_id`): by the store call, then by GET /api/data on `conn`,
+    a connection to a gunicorn serving the same data set. Fails on a short page or
+    an answer other than 200, so a broken setup never passes as fast."""
+    started = time.perf_counter()
+    page = target.page(
+        offset=offset, limit=100, sort="value", order="desc", run_id=run_id
+    )
+    store_elapsed = time.perf_counter() - started
+    where = f"in run {run_id} " if run_id is not None else ""
+    if len(page.rows) != 100:
+        raise RuntimeError(f"page at {offset} {where}has {len(page.rows)} rows")
+    path = f"/api/data?offset={offset}&limit=100&sort=value&order=desc"
+    if run_id is not None:
+        path += f"&run_id={run_id}"
+    started = time.perf_counter()
+    conn.request("GET", path, headers=auth)
+    response = conn.getresponse()
+    response.read()
+    http_elapsed = time.perf_counter() - started
+    if response.status != 200:
+        raise RuntimeError(f"GET /api/data answered {response.status}")
+    return store_elapsed * 1000, http_elapsed * 1000

@@ -9,9 +9,8 @@ the samples alternate between them, so a noisy second hits both alike.
 from __future__ import annotations
 
 import http.client
-import time
 
-from bench.dataset import fill, memory_per_row
+from bench.dataset import fill, memory_per_row, time_page
 from bench.load import percentile
 from bench.report import Result
 from bench.stack import DATA_DB, SMALL_DATA_DB, Stack
@@ -41,26 +40,10 @@ def run(stack: Stack, quick: bool) -> list[Result]:
         for i in range(warmup + samples):
             for size, target in stores.items():
                 deep = int(target.total() * 0.9)
-                started = time.perf_counter()
-                page = target.page(offset=deep, limit=100, sort="value", order="desc")
-                elapsed = time.perf_counter() - started
-                if len(page.rows) != 100:
-                    raise RuntimeError(f"page at {deep} has {len(page.rows)} rows")
-                conn = conns[size]
-                started = time.perf_counter()
-                conn.request(
-                    "GET",
-                    f"/api/data?offset={deep}&limit=100&sort=value&order=desc",
-                    headers=stack.auth,
-                )
-                response = conn.getresponse()
-                response.read()
-                http_elapsed = time.perf_counter() - started
-                if response.status != 200:
-                    raise RuntimeError(f"GET /api/data answered {response.status}")
+                store_time, http_time = time_page(target, conns[size], stack.auth, deep)
                 if i >= warmup:
-                    store_ms[size].append(elapsed * 1000)
-                    http_ms[size].append(http_elapsed * 1000)
+                    store_ms[size].append(store_time)
+                    http_ms[size].append(http_time)
         for conn in conns.values():
             conn.close()
     big, small = 1_000_000, 1_000

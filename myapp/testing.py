@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     import psutil
     from flask import Flask
     from flask.ctx import RequestContext
+    from selenium.webdriver.chrome.options import Options as ChromeOptions
 
     from myapp.models import Run
     from myapp.runs.reaper import ReapReport
@@ -187,6 +188,27 @@ def sign_in(driver: Any, base_url: str, name: str, password: str) -> None:
     driver.find_element("id", "password").send_keys(password)
     driver.find_element("css selector", "#login-form button").click()
     wait_for(lambda: "/login" not in driver.current_url, what="signed in")
+
+
+def chrome_options() -> ChromeOptions:
+    """Selenium's options for the headless Chromium that the browser tests and the
+    Dash benchmark drive: no sandbox or GPU (containers, root), no /dev/shm (small
+    in containers), no background network traffic, one window size for the layout."""
+    # Imported here: the bench installs, which import this module, lack selenium.
+    from selenium.webdriver.chrome.options import Options
+
+    options = Options()
+    for arg in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--window-size=1280,900",
+    ):
+        options.add_argument(arg)
+    return options
 
 
 # -- environments ---------------------------------------------------------------------

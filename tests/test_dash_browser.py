@@ -14,7 +14,6 @@ import pytest
 import redis
 from celery.beat import Scheduler
 from dash.testing.browser import Browser
-from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.common.by import By
 from werkzeug.serving import make_server
 
@@ -25,31 +24,23 @@ from myapp.models import SOURCES, Run
 from myapp.testing import (
     BROWSER_PASSWORD,
     Worker,
+    chrome_options,
     free_port,
     pending_run,
     sign_in,
     wait_for,
 )
 
-CHROME_ARGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--window-size=1280,900",
-)
-
 
 @pytest.fixture
 def dash_duo() -> Iterator[Browser]:
     """dash.testing's browser on headless Chromium (Debian's chromium-driver)."""
-    options = Options()
-    for arg in CHROME_ARGS:
-        options.add_argument(arg)
     with Browser(
-        "chrome", headless=True, options=[options], percy_run=False, wait_timeout=30
+        "chrome",
+        headless=True,
+        options=[chrome_options()],
+        percy_run=False,
+        wait_timeout=30,
     ) as browser:
         yield browser
 

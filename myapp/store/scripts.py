@@ -339,6 +339,17 @@ local function less(xv, xm, yv, ym)
   return xr < yr
 end
 
+-- The first rank in [lo, hi) of a source whose element is not `before` (given
+-- it as a batch of one), or hi: a lower bound, for `before` true on a prefix of
+-- the ranks. O(log(hi - lo)) reads of one element.
+local function search(src, lo, hi, before)
+  while lo < hi do
+    local mid = math.floor((lo + hi) / 2)
+    if before(src.range(mid, 1)) then lo = mid + 1 else hi = mid end
+  end
+  return lo
+end
+
 local function zset_source(c)
   local k = key('cat', CATS[c], 'by_value')
   local src = {len = redis.call('ZCARD', k), c = c}
@@ -351,15 +362,11 @@ local function zset_source(c)
     return redis.call('ZCOUNT', k, '-inf', '(' .. fmt(t))
   end
   function src.count_less(ev, em)
+    -- ZCOUNT places ev among the other values; only its ties are searched.
     local sv = fmt(ev)
     local lo = redis.call('ZCOUNT', k, '-inf', '(' .. sv)
     local hi = lo + redis.call('ZCOUNT', k, sv, sv)
-    while lo < hi do
-      local mid = math.floor((lo + hi) / 2)
-      local b = src.range(mid, 1)
-      if less(b.v[1], b.m[1], ev, em) then lo = mid + 1 else hi = mid end
-    end
-    return lo
+    return search(src, lo, hi, function(b) return less(b.v[1], b.m[1], ev, em) end)
   end
   return src
 end
@@ -379,21 +386,10 @@ local function slice_source(meta_, c, first, len)
     return {v = v, m = m}
   end
   function src.count_below(t)
-    local lo, hi = 0, len
-    while lo < hi do
-      local mid = math.floor((lo + hi) / 2)
-      if src.range(mid, 1).v[1] < t then lo = mid + 1 else hi = mid end
-    end
-    return lo
+    return search(src, 0, len, function(b) return b.v[1] < t end)
   end
   function src.count_less(ev, em)
-    local lo, hi = 0, len
-    while lo < hi do
-      local mid = math.floor((lo + hi) / 2)
-      local b = src.range(mid, 1)
-      if less(b.v[1], b.m[1], ev, em) then lo = mid + 1 else hi = mid end
-    end
-    return lo
+    return search(src, 0, len, function(b) return less(b.v[1], b.m[1], ev, em) end)
   end
   return src
 end
