@@ -12,6 +12,7 @@ The framing rules of the worker's request buffer are checked first, without sock
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import socket
 from collections.abc import Iterator
@@ -341,3 +342,36 @@ def test_a_client_that_stops_reading_loses_its_connection_not_a_thread(
         for sock in stalled:
             sock.close()
     assert "Traceback" not in web.log()
+
+
+@pytest.fixture(scope="module")
+def recycling_web(web_env, tmp_path_factory) -> Iterator[Web]:
+    """One process replaced every 25 requests: recycles happen under load."""
+    env = {
+        **web_env,
+        "WEB_CONCURRENCY": "1",
+        "GUNICORN_CMD_ARGS": "--max-requests 25 --max-requests-jitter 0",
+    }
+    log = tmp_path_factory.mktemp("recycling-web") / "web.log"
+    server = Web("recycling-web", env, log)
+    yield server
+    server.stop()
+
+
+def test_no_request_is_dropped_when_a_worker_is_replaced(recycling_web):
+    # A client connects just as its worker reaches max_requests: the worker must
+    # still answer what that connection sends (with Connection: close), not close
+    # it unanswered. New connections each time, as most clients make them.
+    def fetch(_: int) -> str:
+        try:
+            with requests.get(recycling_web.url + "/healthz", timeout=30) as answer:
+                return str(answer.status_code)
+        except requests.ConnectionError as exc:
+            return type(exc).__name__
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(fetch, range(400)))
+    assert outcomes.count("200") == len(outcomes), {
+        o: outcomes.count(o) for o in set(outcomes)
+    }
+    assert recycling_web.log().count("Autorestarting worker") >= 10

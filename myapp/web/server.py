@@ -51,7 +51,7 @@ from functools import partial
 from typing import Any
 
 from gunicorn import http
-from gunicorn.workers.gthread import TConn, ThreadWorker
+from gunicorn.workers.gthread import STOP_KEEPALIVE_LINGER, TConn, ThreadWorker
 
 # Request line plus headers. nginx's default (large_client_header_buffers) is the
 # same; our own cookies and tokens are a few hundred bytes.
@@ -269,6 +269,7 @@ class BufferingWorker(ThreadWorker):
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self._reading: dict[TConn, _Reading] = {}
+        self._stopping_since: float | None = None
         self.body_limit = DEFAULT_BODY_LIMIT
         self.buffering = True
 
@@ -444,9 +445,19 @@ class BufferingWorker(ThreadWorker):
         besides its kept-alive connections, expire requests that are late."""
         super().murder_keepalived(force)
         now = time.monotonic()
+        if not self.alive and self._stopping_since is None:
+            self._stopping_since = now
+        # Stopping (max_requests, a reload): a connection accepted just before may
+        # not have sent its request yet. It gets the moment gthread gives kept-alive
+        # connections, then is closed if still silent; closing it at once dropped
+        # requests at every recycle.
+        quiet_too_long = (
+            self._stopping_since is not None
+            and now - self._stopping_since >= STOP_KEEPALIVE_LINGER
+        )
         for reading in list(self._reading.values()):
             said_nothing = not reading.buffer.started and not reading.lingering
-            if force or (said_nothing and not self.alive):
+            if force or (said_nothing and quiet_too_long):
                 self._close(reading)  # stopping: nothing was asked yet
             elif now < reading.deadline:
                 continue
