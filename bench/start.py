@@ -52,8 +52,10 @@ def _load(url: str, seconds: float, headers: dict[str, str]):
 
 
 def run(stack: Stack, quick: bool) -> list[Result]:
-    seconds = 3 if quick else 10
-    rounds = 1 if quick else 3
+    # Many short rounds, alternating, median: a shared machine's bursts of noise
+    # spoil a round or two, not the figure.
+    seconds = 3 if quick else 6
+    rounds = 1 if quick else 5
     rates: dict[str, list[float]] = {kind: [] for kind in KINDS}
     errors: dict[str, int] = dict.fromkeys(KINDS, 0)
     tool = "wrk" if have_wrk() else "python"
