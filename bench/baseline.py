@@ -14,11 +14,9 @@ sessions, CSRF, metrics, the log line).
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 import time
 import uuid
 from datetime import UTC, datetime
-from typing import Any
 
 from celery import Celery
 from flask import Flask, jsonify, request
@@ -33,10 +31,13 @@ from sqlalchemy import (
     bindparam,
     create_engine,
     delete,
-    event,
     insert,
     select,
 )
+
+# Registers our app's SQLite settings (WAL, synchronous=NORMAL) for every engine of
+# this process, the recording endpoint's too.
+from myapp.extensions import sqlite_pragmas  # noqa: F401
 
 RECORDED = MetaData()
 TOKENS = Table(
@@ -110,18 +111,8 @@ def create_baseline(
 
 
 def recorded_engine(database_url: str) -> Engine:
-    """An engine with our app's SQLite settings (WAL, synchronous=NORMAL)."""
-    engine = create_engine(database_url)
-
-    @event.listens_for(engine, "connect")
-    def _pragmas(dbapi_connection: Any, _record: Any) -> None:
-        if isinstance(dbapi_connection, sqlite3.Connection):
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.close()
-
-    return engine
+    """An engine with our app's SQLite settings (registered on import, above)."""
+    return create_engine(database_url)
 
 
 def prepare_recorded(database_url: str, token: str, user_name: str) -> None:

@@ -59,8 +59,10 @@ def get_redis() -> redis.Redis:
 
 
 @event.listens_for(Engine, "connect")
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # WAL lets the web app read while a worker writes; only SQLite needs this.
+def sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    """Every engine of a process that imports this module, the app's and the
+    benchmark's: WAL lets the web app read while a worker writes; only SQLite needs
+    this."""
     if isinstance(dbapi_connection, sqlite3.Connection):
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
