@@ -492,3 +492,23 @@ def test_metrics_count_runs_by_task_source_and_state_across_processes(
         if key[0] == runs:
             assert served[key] == count
     assert not [k for k in served if k[0] == "myapp_queue_messages"]
+
+
+def test_gunicorns_master_does_not_load_the_app():
+    # The master reads gunicorn.conf.py (which names our worker class) and only
+    # forks; each worker builds the app. Loading it in the master too cost seconds
+    # at every start and ~50 MB that no request uses.
+    probe = (
+        "import runpy, sys; runpy.run_path('gunicorn.conf.py'); "
+        "print(sorted(m for m in ('dash', 'sqlalchemy', 'celery', 'myapp.runs') "
+        "if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -7,17 +7,20 @@ from __future__ import annotations
 
 from flask import Flask
 
-from myapp.web import api, health, metrics
-from myapp.web.auth import allow_anonymous, auth_init_app
-from myapp.web.errors import errors_init_app
-from myapp.web.guards import guards_init_app
-from myapp.web.security import security_init_app
-from myapp.web.views import views_init_app
-
 
 def web_init_app(app: Flask) -> None:
     """Register error handlers, request guards, sign-in and its gate (with CSRF
     protection), blueprints and security headers."""
+    # Imported here, not at the top: gunicorn's master imports `myapp.web.server`
+    # (gunicorn.conf.py) and must not load the whole app to do it (it has no use
+    # for it, and it took a few seconds and ~50 MB there).
+    from myapp.web import api, health, metrics
+    from myapp.web.auth import allow_anonymous, auth_init_app
+    from myapp.web.errors import errors_init_app
+    from myapp.web.guards import guards_init_app
+    from myapp.web.security import security_init_app
+    from myapp.web.views import views_init_app
+
     errors_init_app(app)
     guards_init_app(app)
     auth_init_app(app)
