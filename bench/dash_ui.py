@@ -24,7 +24,7 @@ from typing import Any
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 
-from myapp.testing import chrome_options
+from myapp.testing import chrome_options, sign_in
 
 
 @contextmanager
@@ -60,15 +60,6 @@ def _set_input(driver: webdriver.Chrome, element_id: str, value: str) -> None:
     element.send_keys("\ue009a")  # Ctrl+A selects what is there
     element.send_keys("\ue003")  # Backspace
     element.send_keys(value)
-
-
-def sign_in(driver: Any, base_url: str, name: str, password: str) -> None:
-    """Every page needs a signed-in user: sign in through /login, as a person."""
-    driver.get(base_url.rstrip("/") + "/login")
-    driver.find_element(By.ID, "username").send_keys(name)
-    driver.find_element(By.ID, "password").send_keys(password)
-    driver.find_element(By.CSS_SELECTOR, "#login-form button").click()
-    _until(lambda: "/login" not in driver.current_url)
 
 
 def click_to_result(base_url: str, mode: str, driver: Any = None) -> float:

@@ -179,11 +179,12 @@ def as_user(app: Flask, token: str | None = None) -> RequestContext:
 
 def sign_in(driver: Any, base_url: str, name: str, password: str) -> None:
     """Sign in through the /login form in a real browser (Selenium), as a person
-    would; wait to be let in."""
-    driver.get(base_url + "/login")
+    would; wait to be let in. Used by the browser tests and the Dash benchmark."""
+    login = base_url.rstrip("/") + "/login"
+    driver.get(login)
     # Cookies ignore ports: drop whatever an earlier test's server left.
     driver.delete_all_cookies()
-    driver.get(base_url + "/login")
+    driver.get(login)
     driver.find_element("id", "username").send_keys(name)
     driver.find_element("id", "password").send_keys(password)
     driver.find_element("css selector", "#login-form button").click()
