@@ -75,9 +75,10 @@ task_queues = (
     Queue("celery", _exchange, routing_key="celery"),
     Queue("maintenance", _exchange, routing_key="maintenance"),
 )
+# A task's own queue (`@task(queue=...)`, prune_runs's maintenance) is added by the
+# factory, which routes it by name and declares the queue like these two.
 task_routes = {
     "myapp.*": {"queue": "maintenance"},
-    "prune_runs": {"queue": "maintenance"},
 }
 
 # Events let Flower and `celery events` see our tasks.

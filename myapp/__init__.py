@@ -32,6 +32,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     from myapp.extensions import db, migrate, redis_init_app
     from myapp.metrics import metrics_init_app
     from myapp.runs import admission_init_app
+    from myapp.tasks import tasks_init_app
     from myapp.web import web_init_app
     from myapp.worker import celery_init_app
 
@@ -39,6 +40,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     db.init_app(app)
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"))
     redis_init_app(app)
+    # Before Celery: the worker registers every task the registry finds.
+    tasks_init_app(app)
     celery_init_app(app)
     admission_init_app(app)
     web_init_app(app)

@@ -25,7 +25,7 @@ from flask.cli import AppGroup
 from myapp import runs, users
 from myapp.extensions import db
 from myapp.models import Run
-from myapp.tasks import DEFINITIONS, UnknownTask, ValidationError
+from myapp.tasks import UnknownTask, ValidationError, task_registry
 
 tasks_cli = AppGroup("tasks", help="List the tasks and start runs.")
 users_cli = AppGroup("users", help="Manage users, their roles and API tokens.")
@@ -34,22 +34,12 @@ users_cli = AppGroup("users", help="Manage users, their roles and API tokens.")
 @tasks_cli.command("list")
 def list_command() -> None:
     """Print every task with its parameters, bounds and defaults."""
-    for definition in DEFINITIONS:
+    for definition in task_registry().values():
         click.echo(f"{definition.name}: {definition.description}")
-        for name, schema in definition.schema()["properties"].items():
-            bounds = [
-                f"{k}={schema[k]}"
-                for k in ("minimum", "maximum", "enum")
-                if k in schema
-            ]
-            kind = (
-                schema["type"] if isinstance(schema["type"], str) else schema["type"][0]
-            )
-            click.echo(
-                f"  {name} ({kind}; default={schema.get('default')}"
-                f"{'; ' + ', '.join(bounds) if bounds else ''}): "
-                f"{schema['description']}"
-            )
+        click.echo(f"  needs the {definition.role} role")
+        for spec in definition.fields:
+            about = f": {spec.description}" if spec.description else ""
+            click.echo(f"  {spec.name}=… ({spec.summary}){about}")
 
 
 @tasks_cli.command("run")
@@ -65,7 +55,8 @@ def list_command() -> None:
 def run_command(
     name: str, params: tuple[str, ...], wait: bool, as_user: str | None
 ) -> None:
-    """Start NAME with parameters given as key=value."""
+    """Start NAME with parameters given as key=value (lists as key=a,b, booleans as
+    key=true or key=false; `tasks list` shows each task's parameters)."""
     requester = _requester(as_user)
     raw: dict[str, str] = {}
     for item in params:
@@ -78,7 +69,7 @@ def run_command(
             name, raw, source="cli", requester=requester, from_text=True
         )
     except UnknownTask:
-        known = ", ".join(d.name for d in DEFINITIONS)
+        known = ", ".join(task_registry())
         raise click.BadParameter(
             f"no task named {name!r} (known: {known})", param_hint="NAME"
         ) from None

@@ -115,6 +115,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PORT", int, 8000, "Port gunicorn listens on.", 1, 65535, app=False),
     Setting("MAX_ROWS_PER_RUN", int, 100_000, "Rows one run may write.", minimum=1),
     Setting(
+        "TASK_MODULES",
+        str,
+        "",
+        "Comma-separated modules whose @task functions join the built-in tasks "
+        "(docs/tasks.md). Every process (web, worker, beat, flask) imports them.",
+    ),
+    Setting(
         "START_RATE_LIMIT",
         str,
         "60/minute",

@@ -11,12 +11,13 @@ from typing import Any
 from celery import Celery, Task
 from celery.signals import worker_process_init, worker_ready
 from flask import Flask, current_app
+from kombu import Queue
 
 from myapp import metrics, runs
 from myapp.beat import quiet_routine_logs
 from myapp.extensions import db, get_store
 from myapp.runs import reaper
-from myapp.tasks import DEFINITIONS, TaskDefinition
+from myapp.tasks import TaskDefinition, task_registry
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,10 @@ def celery_init_app(app: Flask) -> Celery:
         beat_schedule=schedule,
         **app.config.get("CELERY", {}),
     )
-    for definition in DEFINITIONS:
+    with app.app_context():
+        definitions = list(task_registry().values())
+    _route(celery_app, definitions)
+    for definition in definitions:
         _register(celery_app, definition)
     _register_maintenance(celery_app)
     quiet_routine_logs()
@@ -70,6 +74,24 @@ def celery_init_app(app: Flask) -> Celery:
     celery_app.set_default()
     app.extensions["celery"] = celery_app
     return celery_app
+
+
+def _route(celery_app: Celery, definitions: list[TaskDefinition]) -> None:
+    """Send each task that names a queue there, by name: admission, beat and other
+    Celery clients all send by name. Its queue is declared like ours (its own
+    routing key), so workers started with `--queues` and the reaper's look at the
+    queues both see it."""
+    conf = celery_app.conf
+    declared = {queue.name for queue in conf.task_queues}
+    exchange = next(iter(conf.task_queues)).exchange
+    extra = [
+        Queue(name, exchange, routing_key=name)
+        for name in dict.fromkeys(d.queue for d in definitions if d.queue)
+        if name not in declared
+    ]
+    routes = {d.name: {"queue": d.queue} for d in definitions if d.queue}
+    conf.task_queues = (*conf.task_queues, *extra)
+    conf.task_routes = (routes, conf.task_routes)
 
 
 def _register(celery_app: Celery, definition: TaskDefinition) -> None:
@@ -107,7 +129,13 @@ def _register(celery_app: Celery, definition: TaskDefinition) -> None:
     run_task.__doc__ = definition.description
     # shared=False: otherwise Celery hands this closure to every app finalized later
     # in the process, and the first app registered wins the name in all of them.
-    celery_app.task(name=definition.name, bind=True, shared=False)(run_task)
+    limits = {}
+    if definition.time_limit is not None:
+        limits = {
+            "time_limit": definition.time_limit,
+            "soft_time_limit": definition.soft_time_limit,
+        }
+    celery_app.task(name=definition.name, bind=True, shared=False, **limits)(run_task)
 
 
 # Maintenance passes are short; a stuck one must not hold a pool process for long.

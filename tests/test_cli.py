@@ -34,10 +34,12 @@ def test_list_prints_every_task_with_its_parameters(runner):
     assert result.exit_code == 0, result.output
     out = result.output
     assert "generate_data: Append random rows" in out
-    assert "rows (integer; default=10; minimum=1, maximum=100000)" in out
-    assert "seconds (number; default=5; minimum=0, maximum=600)" in out
-    assert "summarize_data:" in out and "category (string; default=None" in out
-    assert "prune_runs:" in out and "older_than_days (integer; default=30" in out
+    assert "rows=… (whole number; 1 to 100000; default 10)" in out
+    assert "seconds=… (number; 0 to 600; default 5)" in out
+    assert "summarize_data:" in out
+    assert "category=… (one of alpha, beta, gamma, delta; default none)" in out
+    assert "prune_runs:" in out and "needs the admin role" in out
+    assert "older_than_days=… (whole number; 1 to 36500; default 30)" in out
 
 
 def test_run_records_a_cli_run_and_prints_its_status_url(app, runner):

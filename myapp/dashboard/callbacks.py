@@ -22,7 +22,7 @@ from myapp import runs
 from myapp.dashboard import core, ids, layout, polling
 from myapp.dashboard.manager import AppCeleryManager
 from myapp.extensions import db
-from myapp.tasks import ValidationError
+from myapp.tasks import ValidationError, task_registry
 from myapp.web.security import current_requester
 
 
@@ -41,7 +41,9 @@ def _register_router(dash_app: dash.Dash) -> None:
         visit to the history and back) keeps following it."""
         try:
             if _text(pathname).rstrip("/").endswith("/history"):
-                return layout.history_page(tuple(core.user_names()))
+                return layout.history_page(
+                    tuple(core.user_names()), tuple(task_registry())
+                )
             following = core.run_in_flight(current_requester().name)
         except SQLAlchemyError:
             db.session.rollback()

@@ -14,7 +14,6 @@ from myapp.dashboard.polling import (
     SCHEDULE_POLL_MS,
 )
 from myapp.models import SOURCES, STATES, Run
-from myapp.tasks import TASK_NAMES
 
 DATA_COLUMNS = [
     {"field": "id", "headerName": "#", "maxWidth": 110, "sortable": False},
@@ -205,7 +204,9 @@ def data_grid() -> dag.AgGrid:
     )
 
 
-def history_page(user_names: tuple[str, ...] = ()) -> html.Div:
+def history_page(
+    user_names: tuple[str, ...] = (), task_names: tuple[str, ...] = ()
+) -> html.Div:
     """Every run, newest first; filters (who started it among them), and Run again
     for the row selected in the grid."""
 
@@ -232,7 +233,7 @@ def history_page(user_names: tuple[str, ...] = ()) -> html.Div:
                 children=[
                     choice(ids.HISTORY_STATE, "State", STATES),
                     choice(ids.HISTORY_SOURCE, "Source", SOURCES),
-                    choice(ids.HISTORY_TASK, "Task", TASK_NAMES),
+                    choice(ids.HISTORY_TASK, "Task", task_names),
                     choice(ids.HISTORY_CREATED_BY, "Started by", user_names),
                 ],
             ),

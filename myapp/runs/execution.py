@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from myapp.extensions import db
 from myapp.models import SOURCES, Run, utcnow
 from myapp.runs.errors import RunBusy, RunFailed
+from myapp.runs.results import ResultNotSerializable, jsonable
 from myapp.runs.transitions import (
     apply_logged,
     fail_run,
@@ -78,14 +79,20 @@ def execute_run(
     progress = ProgressReporter(run_id, on_progress)
     try:
         result = definition.func(RunContext(run_id, progress), **params)
+        # Inside the try: a result JSON cannot hold must end the run now, not make
+        # the final UPDATE raise and leave it STARTED for the reaper to run again.
+        result = jsonable(result)
     except RunCancelled:
         db.session.rollback()
         raise RunFailed("the run was cancelled") from None
     except SoftTimeLimitExceeded:
         db.session.rollback()
-        limit = current_app.extensions["celery"].conf.task_soft_time_limit
-        fail_run(run_id, "TimeLimitExceeded", f"the run took longer than {limit} s")
+        fail_run(run_id, "TimeLimitExceeded", _over_time(definition))
         raise
+    except ResultNotSerializable as exc:
+        db.session.rollback()
+        fail_run(run_id, "ResultNotSerializable", str(exc))
+        raise RunFailed(str(exc)) from None
     except Exception as exc:
         db.session.rollback()
         if not is_transient(exc):
@@ -95,11 +102,18 @@ def execute_run(
     return result
 
 
+def _over_time(definition: TaskDefinition) -> str:
+    if definition.time_limit is not None:
+        return f"the run reached its time limit of {definition.time_limit:g} s"
+    limit = current_app.extensions["celery"].conf.task_soft_time_limit
+    return f"the run took longer than {limit} s"
+
+
 def _arguments(
     definition: TaskDefinition, kwargs: Mapping[str, Any], args: Sequence[Any]
 ) -> tuple[dict[str, Any], str | None]:
-    """A message's parameters, validated; or what is wrong with them, as the field
-    messages say it."""
+    """A message's parameters as the function's values (a `date`, an `Enum`); or
+    what is wrong with them, as the field messages say it."""
     try:
         if args:
             raise ValidationError(
@@ -108,7 +122,7 @@ def _arguments(
                     "send parameters by name (kwargs)"
                 }
             )
-        return definition.validate(kwargs), None
+        return definition.arguments(kwargs), None
     except ValidationError as exc:
         return {}, str(exc)
 

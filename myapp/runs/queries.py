@@ -14,7 +14,7 @@ from sqlalchemy import and_, or_, select
 
 from myapp.extensions import db
 from myapp.models import SOURCES, STATES, USER_NAME_LENGTH, Run
-from myapp.tasks import TASK_NAMES, ValidationError
+from myapp.tasks import ValidationError, task_registry
 
 # A cursor this API hands out is ~80 characters; anything far longer is not one.
 MAX_CURSOR_LENGTH = 200
@@ -45,7 +45,7 @@ class RunFilter:
     def __post_init__(self) -> None:
         errors: dict[str, str] = {}
         for name, choices in (
-            ("task", TASK_NAMES),
+            ("task", tuple(task_registry())),
             ("state", STATES),
             ("source", SOURCES),
         ):

@@ -39,6 +39,7 @@ from myapp.extensions import db, get_redis
 from myapp.models import Run, utcnow
 from myapp.runs.dispatch import dispatch
 from myapp.runs.transitions import fail_run
+from myapp.tasks import task_registry
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +62,12 @@ class ReapReport:
         return bool(self.resent or self.failed)
 
 
-def hard_time_limit() -> float:
-    """Celery's hard time limit, in seconds (the pool kills a task past it)."""
+def hard_time_limit(task: str | None = None) -> float:
+    """The hard time limit of `task` in seconds (the pool kills it past that): its
+    own (`@task(time_limit=...)`), else Celery's global one."""
+    definition = task_registry().get(task) if task is not None else None
+    if definition is not None and definition.time_limit is not None:
+        return definition.time_limit
     celery_app: Celery = current_app.extensions["celery"]
     return float(celery_app.conf.task_time_limit or 0)
 
@@ -73,7 +78,14 @@ def reap_runs(now: datetime | None = None) -> ReapReport:
     now = now or utcnow()
     report = ReapReport()
     lease = timedelta(seconds=config["RUN_LEASE_SECONDS"])
-    overdue = timedelta(seconds=hard_time_limit() + config["REAPER_SLACK_SECONDS"])
+    slack = config["REAPER_SLACK_SECONDS"]
+
+    def overdue(task: str | None = None) -> timedelta:
+        return timedelta(seconds=hard_time_limit(task) + slack)
+
+    # The query looks with the shortest limit any task has; each run is then held
+    # to its own task's.
+    shortest = min([overdue(), *(overdue(name) for name in task_registry())])
     max_attempts = config["MAX_ATTEMPTS"]
 
     running = db.session.scalars(
@@ -83,20 +95,22 @@ def reap_runs(now: datetime | None = None) -> ReapReport:
             or_(
                 Run.heartbeat_at.is_(None),
                 Run.heartbeat_at < now - lease,
-                Run.started_at < now - overdue,
+                Run.started_at < now - shortest,
             )
         )
         .order_by(Run.created_at)
         .limit(500)
     ).all()
     for run in running:
-        if run.started_at is not None and run.started_at < now - overdue:
+        if run.started_at is not None and run.started_at < now - overdue(run.task):
             reason = (
-                f"ran longer than the hard time limit ({hard_time_limit():.0f} s) "
-                "and was stopped"
+                f"ran longer than the hard time limit "
+                f"({hard_time_limit(run.task):g} s) and was stopped"
             )
             if _fail(run, "TimeLimitExceeded", reason):
                 report.failed.append(run.id)
+        elif run.heartbeat_at is not None and run.heartbeat_at >= now - lease:
+            continue  # picked by the shortest limit only; alive and within its own
         elif run.attempts >= max_attempts:
             reason = (
                 f"worker lost while running (no heartbeat for "

@@ -76,14 +76,14 @@ from typing import Any, Literal
 import redis
 
 from myapp.store import scripts, segment
-from myapp.store.segment import CATEGORIES, CATEGORY_INDEX, pack
+from myapp.store.segment import CATEGORIES, CATEGORY_INDEX, Category, pack
 
 # An index member: (value, segment, row), as the scripts pack it.
 _MEMBER = struct.Struct(">dII")
 # A record of a segment's section B: (value, row).
 _ENTRY = segment.BY_VALUE_IN_CATEGORY
 
-__all__ = ["CATEGORIES", "SORT_FIELDS", "CommitResult", "DataStore", "Page"]
+__all__ = ["CATEGORIES", "SORT_FIELDS", "Category", "CommitResult", "DataStore", "Page"]
 
 SORT_FIELDS = ("created_at", "value")
 

@@ -22,8 +22,11 @@ import math
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal, get_args
 
-CATEGORIES: tuple[str, ...] = ("alpha", "beta", "gamma", "delta")
+# A row's category; tasks take it as a parameter type (a choice on every form).
+Category = Literal["alpha", "beta", "gamma", "delta"]
+CATEGORIES: tuple[str, ...] = get_args(Category)
 CATEGORY_INDEX = {name: index for index, name in enumerate(CATEGORIES)}
 
 ROW = struct.Struct(">dB")  # section A

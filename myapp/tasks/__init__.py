@@ -1,40 +1,42 @@
-"""Tasks: what can run. Definitions (`Param`, `TaskDefinition`, `RunContext`), the
-built-in tasks, and the lookup by name that every edge and the worker use."""
+"""Tasks: what can run. `@task` declares one (`declaration`), the registry finds the
+built-in ones and those of TASK_MODULES when an app is built (`registry`), and each
+becomes a `TaskDefinition` that every edge and the worker read (`definition`)."""
 
 from __future__ import annotations
 
-from myapp.tasks.builtin import DEFINITIONS
+from myapp.tasks.declaration import FromSetting, task
 from myapp.tasks.definition import (
-    Param,
+    KINDS,
+    ParamField,
     ProgressHook,
     RunCancelled,
     RunContext,
+    TaskDeclarationError,
     TaskDefinition,
     UnknownTask,
     ValidationError,
 )
-
-_BY_NAME = {d.name: d for d in DEFINITIONS}
-TASK_NAMES: tuple[str, ...] = tuple(_BY_NAME)
-
-
-def get_definition(name: str) -> TaskDefinition:
-    """The task called `name`, or UnknownTask."""
-    try:
-        return _BY_NAME[name]
-    except KeyError:
-        raise UnknownTask(name) from None
-
+from myapp.tasks.registry import (
+    TaskRegistry,
+    get_definition,
+    task_registry,
+    tasks_init_app,
+)
 
 __all__ = [
-    "DEFINITIONS",
-    "TASK_NAMES",
-    "Param",
+    "KINDS",
+    "FromSetting",
+    "ParamField",
     "ProgressHook",
     "RunCancelled",
     "RunContext",
+    "TaskDeclarationError",
     "TaskDefinition",
+    "TaskRegistry",
     "UnknownTask",
     "ValidationError",
     "get_definition",
+    "task",
+    "task_registry",
+    "tasks_init_app",
 ]

@@ -1,5 +1,5 @@
-"""The built-in tasks, each defined once: name, description, typed parameters,
-function.
+"""The built-in tasks, declared exactly as a team declares its own (`@task` on a
+typed function; see the contract's "Adding a task").
 
 Task functions are plain: they take a RunContext and validated parameters and
 know nothing of Celery, Flask requests or Dash.
@@ -11,23 +11,36 @@ import math
 import random
 import time
 from datetime import timedelta
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import Field
 from sqlalchemy import delete
 
 from myapp.extensions import db, get_store
 from myapp.models import FINISHED_STATES, Run, utcnow
-from myapp.store import CATEGORIES
-from myapp.tasks.definition import Param, RunContext, TaskDefinition
-from myapp.users.roles import Role
+from myapp.store import Category
+from myapp.tasks.declaration import FromSetting, task
+from myapp.tasks.definition import RunContext
 
 # Sleep at most this long between progress reports, so a long pause still
 # heartbeats and notices a cancel.
 _MAX_STEP_SECONDS = 0.5
 
 
-def generate_data(ctx: RunContext, *, rows: int, seconds: float) -> dict[str, Any]:
-    """Make `rows` random rows over `seconds`, then append them to the data set.
+@task(role="operator")
+def generate_data(
+    ctx: RunContext,
+    rows: Annotated[
+        int,
+        Field(ge=1, description="How many rows to append."),
+        FromSetting(le="MAX_ROWS_PER_RUN"),
+    ] = 10,
+    seconds: Annotated[
+        float,
+        Field(ge=0, le=600, description="Spread the work over this many seconds."),
+    ] = 5,
+) -> dict[str, Any]:
+    """Append random rows to the data set, paced over some seconds.
 
     Rows become visible in one atomic, idempotent step at the end, so a run that is
     cancelled, fails or is delivered twice leaves exactly zero or `rows` rows. A big
@@ -62,7 +75,13 @@ def generate_data(ctx: RunContext, *, rows: int, seconds: float) -> dict[str, An
     }
 
 
-def summarize_data(ctx: RunContext, *, category: str | None) -> dict[str, Any]:
+@task(role="operator")
+def summarize_data(
+    ctx: RunContext,
+    category: Annotated[
+        Category | None, Field(description="Only this category (all when empty).")
+    ] = None,
+) -> dict[str, Any]:
     """Count, mean, min, max and per-category counts of the data set."""
     ctx.progress(0, 1, "reading aggregates")
     summary = get_store().summary(category)
@@ -70,8 +89,16 @@ def summarize_data(ctx: RunContext, *, category: str | None) -> dict[str, Any]:
     return summary
 
 
-def prune_runs(ctx: RunContext, *, older_than_days: int) -> dict[str, Any]:
-    """Delete finished runs older than the given number of days from the history."""
+# It deletes history: only admins. On the maintenance queue, beside the other
+# housekeeping, so it never waits behind long user runs.
+@task(role="admin", queue="maintenance")
+def prune_runs(
+    ctx: RunContext,
+    older_than_days: Annotated[
+        int, Field(ge=1, le=36500, description="Age in days of the runs to delete.")
+    ] = 30,
+) -> dict[str, Any]:
+    """Delete finished runs older than some days from the run history."""
     ctx.progress(0, 1, f"deleting finished runs older than {older_than_days} days")
     cutoff = utcnow() - timedelta(days=older_than_days)
     result = db.session.execute(
@@ -82,64 +109,3 @@ def prune_runs(ctx: RunContext, *, older_than_days: int) -> dict[str, Any]:
     db.session.commit()
     ctx.progress(1, 1, f"deleted {result.rowcount} runs")
     return {"deleted": result.rowcount}
-
-
-DEFINITIONS: tuple[TaskDefinition, ...] = (
-    TaskDefinition(
-        name="generate_data",
-        description="Append random rows to the data set, paced over some seconds.",
-        params=(
-            Param(
-                "rows",
-                "integer",
-                "How many rows to append.",
-                default=10,
-                minimum=1,
-                maximum_config="MAX_ROWS_PER_RUN",
-            ),
-            Param(
-                "seconds",
-                "number",
-                "Spread the work over this many seconds.",
-                default=5,
-                minimum=0,
-                maximum=600,
-            ),
-        ),
-        role=Role.OPERATOR,
-        func=generate_data,
-    ),
-    TaskDefinition(
-        name="summarize_data",
-        description="Count, mean, min, max and per-category counts of the data set.",
-        params=(
-            Param(
-                "category",
-                "string",
-                "Only this category (all when empty).",
-                default=None,
-                choices=CATEGORIES,
-                nullable=True,
-            ),
-        ),
-        role=Role.OPERATOR,
-        func=summarize_data,
-    ),
-    TaskDefinition(
-        name="prune_runs",
-        description="Delete finished runs older than some days from the run history.",
-        params=(
-            Param(
-                "older_than_days",
-                "integer",
-                "Age in days of the runs to delete.",
-                default=30,
-                minimum=1,
-                maximum=36500,
-            ),
-        ),
-        # It deletes history: only admins.
-        role=Role.ADMIN,
-        func=prune_runs,
-    ),
-)

@@ -1,23 +1,41 @@
-"""What a task is: typed parameters with bounds, the definition, and what a task
-function receives (`RunContext`).
+"""What a task is once an app is built: its declaration, a pydantic model of its
+parameters made from the function's signature, and one `ParamField` per parameter.
 
-The API, HTML forms, Dash, the CLI, beat and the worker all validate through
-`TaskDefinition.validate`, so a bad parameter gets the same message everywhere.
+Every surface reads these and nothing else: the API and OpenAPI document take
+`schema()`, the HTML form, Dash and the CLI take `fields` (one description of each
+parameter's kind, bounds and choices, made from the JSON Schema), and the API, the
+forms, Dash, the CLI, schedules and the worker all validate through `parse`, so a
+bad value gets the same field message everywhere.
+
+Values travel as JSON (the run row, the Celery message); `arguments` turns them
+back into the Python values the function was declared with (a `date`, an `Enum`).
 """
 
 from __future__ import annotations
 
-import math
+import inspect
+import json
+import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import Annotated, Any, NoReturn
 
-from flask import current_app
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from myapp.tasks.declaration import Declaration, FromSetting
 from myapp.users.roles import Role
 
 # progress(current, total, message): the task reports how far it is.
 ProgressHook = Callable[[int, int, str], None]
+
+# The kinds of parameter every surface can show and parse (ParamField.kind).
+KINDS = ("bool", "integer", "number", "string", "choice", "date", "datetime")
+# Strings without a declared max_length are still bounded: they are stored with
+# every run and shown in lists.
+DEFAULT_MAX_LENGTH = 1000
+# How far before the hard limit the soft one (which the task sees) fires.
+SOFT_LIMIT_MARGIN = 0.1
 
 
 class ValidationError(Exception):
@@ -26,6 +44,12 @@ class ValidationError(Exception):
     def __init__(self, fields: dict[str, str]):
         self.fields = fields
         super().__init__("; ".join(f"{name}: {msg}" for name, msg in fields.items()))
+
+
+class TaskDeclarationError(RuntimeError):
+    """A task that cannot be served: a bad signature, an undescribable parameter
+    type, a module that does not import, two tasks with one name. Raised when the
+    app is built, so every process stops at start with the message."""
 
 
 class UnknownTask(LookupError):
@@ -50,155 +74,190 @@ class RunContext:
 
 
 @dataclass(frozen=True)
-class Param:
-    """One typed parameter of a task, with its bounds."""
+class ParamField:
+    """One parameter as a form, Dash or the CLI shows and reads it."""
 
     name: str
-    type: str  # "integer", "number" or "string" (JSON Schema names)
-    description: str
-    default: Any = None
+    kind: str  # one of KINDS
+    description: str = ""
     required: bool = False
+    default: Any = None  # as JSON holds it
+    nullable: bool = False
+    multiple: bool = False  # a list of `kind`
     minimum: float | None = None
     maximum: float | None = None
-    # Name of a config key whose value is the maximum (read when validating).
-    maximum_config: str | None = None
-    choices: tuple[str, ...] | None = None
-    nullable: bool = False
+    min_length: int | None = None
+    max_length: int | None = None
+    pattern: str | None = None
+    choices: tuple[str, ...] = ()
 
-    def bounds(self) -> tuple[float | None, float | None]:
-        maximum = self.maximum
-        if self.maximum_config is not None:
-            maximum = current_app.config[self.maximum_config]
-        return self.minimum, maximum
+    @property
+    def label(self) -> str:
+        return self.name.replace("_", " ").capitalize()
 
-    def parse(self, raw: Any, *, from_text: bool) -> Any:
-        """Return the value as its type or raise ValueError with a user message."""
-        if raw is None or (from_text and raw == "" and self.nullable):
-            if self.nullable:
-                return None
-            raise ValueError("is required")
-        if from_text and isinstance(raw, str):
-            raw = self._from_text(raw.strip())
-        value = self._check_type(raw)
-        low, high = self.bounds()
-        if low is not None and value < low:
-            raise ValueError(f"must be at least {_fmt(low)}")
-        if high is not None and value > high:
-            raise ValueError(f"must be at most {_fmt(high)}")
-        if self.choices is not None and value not in self.choices:
-            raise ValueError("must be one of " + ", ".join(self.choices))
-        return value
+    @property
+    def summary(self) -> str:
+        """Kind, bounds and default in a few words (CLI, hints under inputs)."""
+        kind = {"integer": "whole number", "number": "number", "bool": "true/false"}
+        parts = [kind.get(self.kind, self.kind)]
+        if self.choices:
+            parts[0] = "one of " + ", ".join(self.choices)
+        if self.multiple:
+            parts[0] = "list (comma-separated) of " + parts[0]
+        if self.minimum is not None and self.maximum is not None:
+            parts.append(f"{_number(self.minimum)} to {_number(self.maximum)}")
+        elif self.minimum is not None:
+            parts.append(f"at least {_number(self.minimum)}")
+        elif self.maximum is not None:
+            parts.append(f"at most {_number(self.maximum)}")
+        if self.required:
+            parts.append("required")
+        else:
+            parts.append("default " + self.text(self.default))
+        return "; ".join(parts)
 
-    def _from_text(self, text: str) -> Any:
-        try:
-            if self.type == "integer":
-                return int(text)
-            if self.type == "number":
-                return float(text)
-        except ValueError:
-            raise ValueError(f"must be {_article(self.type)}") from None
-        return text
-
-    def _check_type(self, raw: Any) -> Any:
-        # bool is an int subclass in Python but not a number to a user.
-        if isinstance(raw, bool):
-            raise ValueError(f"must be {_article(self.type)}")
-        if self.type == "integer":
-            if isinstance(raw, float) and raw.is_integer():
-                return int(raw)
-            if not isinstance(raw, int):
-                raise ValueError("must be an integer")
-            return raw
-        if self.type == "number":
-            if not isinstance(raw, int | float) or not math.isfinite(raw):
-                raise ValueError("must be a finite number")
-            return float(raw)
-        if not isinstance(raw, str):
-            raise ValueError("must be a string")
-        if len(raw) > 200:
-            raise ValueError("must be at most 200 characters")
-        return raw
-
-    def schema(self) -> dict[str, Any]:
-        """JSON Schema of this parameter, bounds resolved from the current config."""
-        low, high = self.bounds()
-        schema: dict[str, Any] = {"type": self.type, "description": self.description}
-        if self.nullable:
-            schema["type"] = [self.type, "null"]
-        if self.default is not None or not self.required:
-            schema["default"] = self.default
-        if low is not None:
-            schema["minimum"] = low
-        if high is not None:
-            schema["maximum"] = high
-        if self.choices is not None:
-            schema["enum"] = [*self.choices, *([None] if self.nullable else [])]
-        if self.type == "string" and self.choices is None:
-            schema["maxLength"] = 200
-        return schema
+    def text(self, value: Any) -> str:
+        """A value as a person types it (forms, the CLI): lists comma-separated."""
+        if value is None:
+            return "none" if self.nullable else ""
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, list):
+            return ",".join(self.text(v) for v in value)
+        return _number(value) if isinstance(value, float) else str(value)
 
 
 @dataclass(frozen=True)
 class TaskDefinition:
-    """What a task is: its name (also the Celery task name), parameters, the lowest
-    role that may start it, and its function.
-
-    `func(ctx, **params)` receives a RunContext and the validated parameters as
-    keywords, and returns a JSON-serialisable result.
-    """
+    """A declared task, bound to one app's settings."""
 
     name: str
     description: str
-    params: tuple[Param, ...]
     role: Role
     func: Callable[..., Any] = field(compare=False)
+    model: type[BaseModel] = field(compare=False, repr=False)
+    fields: tuple[ParamField, ...] = ()
+    queue: str | None = None
+    time_limit: float | None = None
+
+    @classmethod
+    def build(
+        cls, declaration: Declaration, config: Mapping[str, Any]
+    ) -> TaskDefinition:
+        """The definition of `declaration` with bounds read from `config`; raises
+        TaskDeclarationError naming the task and parameter it cannot serve."""
+        model = _parameters_model(declaration, config)
+        definition = cls(
+            name=declaration.name,
+            description=_first_line(declaration.func.__doc__) or declaration.name,
+            role=declaration.role,
+            func=declaration.func,
+            model=model,
+            queue=declaration.queue,
+            time_limit=declaration.time_limit,
+        )
+        fields = tuple(
+            _param_field(declaration, name, schema, name in definition.required)
+            for name, schema in definition.schema()["properties"].items()
+        )
+        return cls(**{**definition.__dict__, "fields": fields})
+
+    @property
+    def required(self) -> tuple[str, ...]:
+        return tuple(n for n, f in self.model.model_fields.items() if f.is_required())
+
+    @property
+    def soft_time_limit(self) -> float | None:
+        """When the task itself is told to stop (SoftTimeLimitExceeded)."""
+        if self.time_limit is None:
+            return None
+        return self.time_limit - max(
+            0.5, min(60.0, self.time_limit * SOFT_LIMIT_MARGIN)
+        )
+
+    def field(self, name: str) -> ParamField | None:
+        return next((f for f in self.fields if f.name == name), None)
 
     def validate(
         self, raw: Mapping[str, Any] | None, *, from_text: bool = False
-    ) -> dict:
-        """Parameters with defaults filled in, or ValidationError naming each field.
+    ) -> dict[str, Any]:
+        """The parameters as JSON holds them, defaults filled in, or ValidationError
+        naming each field.
 
-        `from_text` accepts strings for numbers (HTML forms, the command line); JSON
-        callers must send real numbers.
+        JSON callers (the API, Celery messages, schedules) are checked strictly: a
+        number must be a number, `true` a boolean. `from_text` is for what people
+        type (forms, Dash, the command line): "3", "false", "2026-01-31" and
+        comma-separated lists are read as their kinds; a blank field is its default.
         """
-        raw = dict(raw or {})
-        errors: dict[str, str] = {}
-        known = {p.name for p in self.params}
-        for name in raw:
-            if name not in known:
-                errors[str(name)] = (
-                    "is not a parameter of "
-                    + self.name
-                    + " (expected: "
-                    + ", ".join(sorted(known))
-                    + ")"
-                )
-        values: dict[str, Any] = {}
-        for param in self.params:
-            if param.name not in raw or (
-                from_text and raw[param.name] == "" and not param.nullable
-            ):
-                if param.required:
-                    errors[param.name] = "is required"
-                else:
-                    values[param.name] = param.default
-                continue
-            try:
-                values[param.name] = param.parse(raw[param.name], from_text=from_text)
-            except ValueError as exc:
-                errors[param.name] = str(exc)
-        if errors:
-            raise ValidationError(errors)
-        return values
+        return self._model(raw, from_text).model_dump(mode="json")
+
+    def arguments(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Validated JSON parameters as the function's Python values."""
+        model = self._model(params, False)
+        return {name: getattr(model, name) for name in self.model.model_fields}
+
+    def _model(self, raw: Mapping[str, Any] | None, from_text: bool) -> BaseModel:
+        values = dict(raw or {})
+        try:
+            if from_text:
+                return self.model.model_validate(self._from_text(values))
+            return self.model.model_validate_json(
+                json.dumps(values, default=str), strict=True
+            )
+        except pydantic.ValidationError as exc:
+            raise ValidationError(self._messages(exc)) from None
+
+    def _from_text(self, values: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, value in values.items():
+            spec = self.field(name)
+            if isinstance(value, str):
+                value = value.strip()
+            if spec is None:
+                out[name] = value
+            elif value == "" or value is None:
+                # Blank: the default (or "is required"), never an empty value of
+                # another kind. A text parameter that may be none is none.
+                if spec.nullable and spec.kind == "string":
+                    out[name] = None
+            elif spec.multiple and isinstance(value, str):
+                out[name] = [part.strip() for part in value.split(",") if part.strip()]
+            elif spec.nullable and value == "none":
+                out[name] = None
+            else:
+                out[name] = value
+        return out
+
+    def _messages(self, exc: pydantic.ValidationError) -> dict[str, str]:
+        messages: dict[str, str] = {}
+        for error in exc.errors(include_url=False):
+            loc = error["loc"]
+            name = str(loc[0]) if loc else "parameters"
+            if name not in messages:
+                messages[name] = self._message(name, error)
+        return messages
+
+    def _message(self, name: str, error: Any) -> str:
+        spec = self.field(name)
+        loc, kind, ctx = error["loc"], error["type"], error.get("ctx") or {}
+        item = (
+            f"item {loc[1] + 1}: " if len(loc) > 1 and isinstance(loc[1], int) else ""
+        )
+        if kind == "extra_forbidden" or spec is None:
+            expected = ", ".join(f.name for f in self.fields) or "none"
+            return f"is not a parameter of {self.name} (expected: {expected})"
+        if kind == "missing" or (error.get("input") is None and not item):
+            return "is required"
+        return item + _plain_message(kind, ctx, spec, error["msg"])
 
     def schema(self) -> dict[str, Any]:
-        """JSON Schema of the parameters object."""
-        return {
-            "type": "object",
-            "properties": {p.name: p.schema() for p in self.params},
-            "required": [p.name for p in self.params if p.required],
-            "additionalProperties": False,
-        }
+        """JSON Schema of the parameters object, self-contained (no `$ref`)."""
+        schema = self.model.model_json_schema()
+        definitions = schema.pop("$defs", {})
+        schema = _inline(schema, definitions)
+        schema.pop("title", None)
+        schema.setdefault("required", [])
+        return schema
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -206,13 +265,245 @@ class TaskDefinition:
             "description": self.description,
             "parameters": self.schema(),
             "role": self.role.value,
+            "queue": self.queue,
+            "time_limit": self.time_limit,
             "runs_url": f"/api/tasks/{self.name}/runs",
         }
 
 
-def _fmt(number: float) -> str:
-    return str(int(number)) if float(number).is_integer() else str(number)
+# -- building the model -------------------------------------------------------
 
 
-def _article(type_name: str) -> str:
-    return {"integer": "an integer", "number": "a number"}.get(type_name, "a string")
+def _parameters_model(
+    declaration: Declaration, config: Mapping[str, Any]
+) -> type[BaseModel]:
+    where = declaration.where
+    try:
+        hints = typing.get_type_hints(declaration.func, include_extras=True)
+    except Exception as exc:  # a name the annotations use does not exist
+        raise TaskDeclarationError(
+            f"task {declaration.name} ({where}): its annotations cannot be read: {exc}"
+        ) from None
+    params = list(inspect.signature(declaration.func).parameters.values())
+    if not params or params[0].kind not in (
+        inspect.Parameter.POSITIONAL_ONLY,
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+    ):
+        raise TaskDeclarationError(
+            f"task {declaration.name} ({where}): the first parameter must be the "
+            "RunContext (ctx)"
+        )
+    fields: dict[str, Any] = {}
+    settings_bounded: set[str] = set()
+    for param in params[1:]:
+        prefix = f"task {declaration.name} ({where}), parameter {param.name!r}"
+        if param.kind in (
+            inspect.Parameter.VAR_POSITIONAL,
+            inspect.Parameter.VAR_KEYWORD,
+        ):
+            raise TaskDeclarationError(
+                f"{prefix}: *args and **kwargs cannot be described"
+            )
+        if param.name not in hints:
+            raise TaskDeclarationError(f"{prefix}: has no type annotation")
+        annotation = _settings_bounds(hints[param.name], config, prefix)
+        if annotation is not hints[param.name]:
+            settings_bounded.add(param.name)
+        default = ... if param.default is inspect.Parameter.empty else param.default
+        fields[param.name] = (annotation, default)
+    try:
+        model = create_model(
+            f"{declaration.name}_parameters",
+            __config__=ConfigDict(
+                extra="forbid",
+                allow_inf_nan=False,
+                str_max_length=DEFAULT_MAX_LENGTH,
+                # A default above a bound an operator lowered (MAX_ROWS_PER_RUN) is
+                # refused at the start, with the field's message, not in the worker.
+                validate_default=True,
+            ),
+            **fields,
+        )
+        model.model_json_schema()
+    except (pydantic.PydanticUserError, pydantic.PydanticSchemaGenerationError) as exc:
+        raise TaskDeclarationError(
+            f"task {declaration.name} ({where}): a parameter type cannot be "
+            f"described: {str(exc).splitlines()[0]}"
+        ) from None
+    _check_defaults(declaration, model, skip=settings_bounded)
+    return model
+
+
+def _settings_bounds(annotation: Any, config: Mapping[str, Any], prefix: str) -> Any:
+    """`Annotated[..., FromSetting(le="X")]` with X's value from `config`."""
+    if typing.get_origin(annotation) is not Annotated:
+        return annotation
+    base, *extras = typing.get_args(annotation)
+    resolved: list[Any] = []
+    for extra in extras:
+        if not isinstance(extra, FromSetting):
+            resolved.append(extra)
+            continue
+        bounds = {}
+        for bound in ("ge", "le"):
+            setting = getattr(extra, bound)
+            if setting is None:
+                continue
+            if setting not in config:
+                raise TaskDeclarationError(f"{prefix}: no setting named {setting!r}")
+            bounds[bound] = config[setting]
+        resolved.append(Field(**bounds))
+    return Annotated[(base, *resolved)]
+
+
+def _check_defaults(
+    declaration: Declaration, model: type[BaseModel], skip: set[str]
+) -> None:
+    """A default the declaration itself refuses is a mistake in the code: stop at
+    start. (One a setting's bound refuses, `skip`, is the operator's choice.)"""
+    for name, info in model.model_fields.items():
+        if info.is_required() or name in skip:
+            continue
+        try:
+            pydantic.TypeAdapter(info.rebuild_annotation()).validate_python(
+                info.default
+            )
+        except pydantic.ValidationError as exc:
+            raise TaskDeclarationError(
+                f"task {declaration.name} ({declaration.where}), parameter {name!r}: "
+                f"its default {info.default!r} is not a valid value: "
+                f"{exc.errors()[0]['msg']}"
+            ) from None
+
+
+def _param_field(
+    declaration: Declaration, name: str, schema: Mapping[str, Any], required: bool
+) -> ParamField:
+    """A parameter's JSON Schema as one of the kinds every surface shows."""
+    options = [s for s in schema.get("anyOf", [schema]) if s.get("type") != "null"]
+    nullable = len(options) < len(schema.get("anyOf", [schema]))
+    single = options[0] if len(options) == 1 else None
+    multiple = single is not None and single.get("type") == "array"
+    if multiple:
+        single = single.get("items")  # type: ignore[union-attr]
+    kind = _kind(single) if single is not None else None
+    if kind is None:
+        raise TaskDeclarationError(
+            f"task {declaration.name} ({declaration.where}), parameter {name!r}: "
+            f"its type cannot be shown as a form field (kinds: bool, int, float, str, "
+            "Literal or Enum choices, date, datetime, a list of those, or X | None)"
+        )
+    assert single is not None
+    bounds = {**single, **{k: v for k, v in schema.items() if k != "anyOf"}}
+    return ParamField(
+        name=name,
+        kind=kind,
+        description=schema.get("description", ""),
+        required=required,
+        default=schema.get("default"),
+        nullable=nullable,
+        multiple=multiple,
+        minimum=bounds.get("minimum", bounds.get("exclusiveMinimum")),
+        maximum=bounds.get("maximum", bounds.get("exclusiveMaximum")),
+        min_length=single.get("minLength"),
+        max_length=single.get("maxLength"),
+        pattern=single.get("pattern"),
+        choices=tuple(str(c) for c in _choices(single)),
+    )
+
+
+def _kind(schema: Mapping[str, Any]) -> str | None:
+    if _choices(schema):
+        return "choice"
+    formats = {"date": "date", "date-time": "datetime"}
+    kinds = {"boolean": "bool", "integer": "integer", "number": "number"}
+    if schema.get("type") == "string":
+        return formats.get(schema.get("format", ""), "string")
+    return kinds.get(schema.get("type", ""))
+
+
+def _choices(schema: Mapping[str, Any]) -> list[Any]:
+    if "const" in schema:
+        return [schema["const"]]
+    return list(schema.get("enum", []))
+
+
+def _inline(node: Any, definitions: Mapping[str, Any]) -> Any:
+    """`node` with every `$ref` to `$defs` replaced by its target, titles dropped
+    (forms and OpenAPI documents read it as one piece)."""
+    if isinstance(node, list):
+        return [_inline(item, definitions) for item in node]
+    if not isinstance(node, dict):
+        return node
+    if "$ref" in node:
+        target = definitions[node["$ref"].rsplit("/", 1)[-1]]
+        rest = {k: v for k, v in node.items() if k != "$ref"}
+        return _inline({**target, **rest}, definitions)
+    return {
+        key: value
+        if key in ("default", "enum", "const")
+        else _inline(value, definitions)
+        for key, value in node.items()
+        if key != "title"
+    }
+
+
+# -- messages -----------------------------------------------------------------
+
+
+def _plain_message(
+    kind: str, ctx: Mapping[str, Any], spec: ParamField, text: str
+) -> str:
+    """Pydantic's error as our short field message, the same on every surface."""
+    bounds = {
+        "greater_than_equal": ("must be at least", "ge"),
+        "greater_than": ("must be more than", "gt"),
+        "less_than_equal": ("must be at most", "le"),
+        "less_than": ("must be less than", "lt"),
+    }
+    if kind in bounds:
+        words, key = bounds[kind]
+        return f"{words} {_number(ctx[key])}"
+    if kind.startswith("int_"):
+        return "must be an integer"
+    if kind == "finite_number":
+        return "must be a finite number"
+    if kind.startswith("float_"):
+        return "must be a number"
+    if kind.startswith("bool_"):
+        return "must be true or false"
+    if kind in ("literal_error", "enum"):
+        return "must be one of " + ", ".join(spec.choices)
+    if kind.startswith("datetime_") or (
+        kind.startswith("date") and spec.kind == "datetime"
+    ):
+        return "must be a date and time (YYYY-MM-DDTHH:MM)"
+    if kind.startswith("date_"):
+        return "must be a date (YYYY-MM-DD)"
+    if kind == "string_too_short":
+        n = ctx.get("min_length", 1)
+        return "must not be empty" if n == 1 else f"must be at least {n} characters"
+    if kind == "string_too_long":
+        return f"must be at most {ctx.get('max_length')} characters"
+    if kind == "string_pattern_mismatch":
+        return f"must match {ctx.get('pattern')}"
+    if kind == "too_short":
+        return f"must have at least {ctx.get('min_length')} items"
+    if kind == "too_long":
+        return f"must have at most {ctx.get('max_length')} items"
+    if kind == "list_type":
+        return "must be a list"
+    if kind == "string_type":
+        return "must be a string"
+    # Anything rarer: pydantic's own words, in our voice.
+    return text.replace("Input should be", "must be").replace("Value error, ", "")
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _first_line(doc: str | None) -> str:
+    return inspect.cleandoc(doc).split("\n", 1)[0].strip() if doc else ""

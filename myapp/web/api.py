@@ -9,7 +9,7 @@ from flask import Blueprint, current_app, jsonify, request, url_for
 from myapp import runs
 from myapp.extensions import get_store
 from myapp.models import Run
-from myapp.tasks import DEFINITIONS, ValidationError
+from myapp.tasks import ValidationError, task_registry
 from myapp.web.errors import ApiError
 from myapp.web.openapi import openapi_document
 from myapp.web.params import (
@@ -25,7 +25,7 @@ bp = Blueprint("api", __name__, url_prefix="/api")
 
 @bp.get("/tasks")
 def list_tasks():
-    return jsonify([d.describe() for d in DEFINITIONS])
+    return jsonify([d.describe() for d in task_registry().values()])
 
 
 @bp.post("/tasks/<name>/runs")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from myapp.models import SOURCES, STATES
-from myapp.tasks import DEFINITIONS
+from myapp.tasks import task_registry
 from myapp.web.params import DATA_QUERY, MAX_IDEMPOTENCY_KEY_LENGTH, RUNS_QUERY
 
 _NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
@@ -283,7 +283,7 @@ def openapi_document() -> dict[str, Any]:
             }
         },
     }
-    for definition in DEFINITIONS:
+    for definition in task_registry().values():
         paths[f"/api/tasks/{definition.name}/runs"] = {
             "post": {
                 "operationId": f"start_{definition.name}",

@@ -22,16 +22,16 @@ from flask import (
     request,
     url_for,
 )
+from werkzeug.datastructures import MultiDict
 
 from myapp import runs
 from myapp.models import SOURCES, STATES, Run
 from myapp.tasks import (
-    DEFINITIONS,
-    TASK_NAMES,
-    Param,
+    ParamField,
     TaskDefinition,
     ValidationError,
     get_definition,
+    task_registry,
 )
 from myapp.web.params import MAX_IDEMPOTENCY_KEY_LENGTH, RUNS_QUERY, parse_query
 from myapp.web.security import current_requester
@@ -49,19 +49,20 @@ _PAGE_QUERY = tuple(p for p in RUNS_QUERY if p.name != "limit")
 
 @dataclass
 class FormField:
-    """One input of a task form, as the template draws it."""
+    """One input of a task form: its parameter, what it shows now, its message."""
 
-    name: str
-    description: str
-    kind: str  # "number", "select" or "text"
-    default: Any
-    value: str
-    step: str | None = None
-    minimum: float | None = None
-    maximum: float | None = None
-    choices: tuple[str, ...] = ()
-    required: bool = False
+    spec: ParamField
+    value: Any  # text; a list of texts for a multi-select; True/False for a checkbox
     error: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def selected(self, choice: str) -> bool:
+        if isinstance(self.value, list):
+            return choice in self.value
+        return self.value == choice
 
 
 @dataclass
@@ -82,7 +83,7 @@ class TaskForm:
 
 def task_form(
     definition: TaskDefinition,
-    submitted: Mapping[str, str] | None = None,
+    submitted: Mapping[str, Any] | None = None,
     errors: Mapping[str, str] | None = None,
     key: str | None = None,
 ) -> TaskForm:
@@ -90,57 +91,43 @@ def task_form(
     submitted = submitted or {}
     errors = dict(errors or {})
     fields = [
-        _form_field(param, submitted.get(param.name), errors.get(param.name))
-        for param in definition.params
+        _form_field(spec, submitted.get(spec.name), errors.get(spec.name))
+        for spec in definition.fields
     ]
     return TaskForm(definition, fields, key or new_key(), errors)
 
 
-def _form_field(param: Param, submitted: str | None, error: str | None) -> FormField:
-    low, high = param.bounds()
-    default = param.default
-    value = submitted if submitted is not None else _text(default)
-    if param.choices is not None:
-        return FormField(
-            param.name,
-            param.description,
-            "select",
-            default,
-            value,
-            choices=param.choices,
-            required=param.required,
-            error=error,
-        )
-    if param.type in ("integer", "number"):
-        return FormField(
-            param.name,
-            param.description,
-            "number",
-            default,
-            value,
-            step="1" if param.type == "integer" else "any",
-            minimum=low,
-            maximum=high,
-            required=param.required,
-            error=error,
-        )
-    return FormField(
-        param.name,
-        param.description,
-        "text",
-        default,
-        value,
-        required=param.required,
-        error=error,
-    )
+def _form_field(spec: ParamField, submitted: Any, error: str | None) -> FormField:
+    if submitted is None:
+        # A fresh form shows the defaults as a person would type them.
+        default = spec.default
+        if spec.kind == "bool":
+            return FormField(spec, bool(default), error)
+        if spec.multiple and spec.kind == "choice":
+            return FormField(spec, [str(v) for v in default or []], error)
+        return FormField(spec, spec.text(default) if default is not None else "", error)
+    if spec.kind == "bool":
+        return FormField(spec, str(submitted).lower() in ("true", "on", "1"), error)
+    return FormField(spec, submitted, error)
 
 
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
+def form_values(definition: TaskDefinition, form: MultiDict) -> dict[str, Any]:
+    """What a task form sent, by parameter, as text: a checkbox's last value (its
+    hidden "false" comes first, so unticked is false, not the default), a
+    multi-select's list; names that are not parameters are kept, to be refused."""
+    values: dict[str, Any] = {}
+    for name in form:
+        if name in FORM_FIELDS:
+            continue
+        spec = definition.field(name)
+        given = form.getlist(name)
+        if spec is not None and spec.kind == "bool":
+            values[name] = given[-1]
+        elif spec is not None and spec.multiple and spec.kind == "choice":
+            values[name] = [v for v in given if v]
+        else:
+            values[name] = given[0]
+    return values
 
 
 def new_key() -> str:
@@ -159,7 +146,7 @@ def index():
 @bp.post("/tasks/<name>/runs")
 def create_run(name: str):
     definition = get_definition(name)  # UnknownTask -> 404 page
-    submitted = {k: v for k, v in request.form.items() if k not in FORM_FIELDS}
+    submitted = form_values(definition, request.form)
     key = request.form.get(KEY_FIELD) or None
     try:
         if key is not None and len(key) > MAX_IDEMPOTENCY_KEY_LENGTH:
@@ -259,9 +246,10 @@ def _render_index(forms: dict[str, TaskForm], status: int = 200):
     """The home page: a form for each task the user may start; `forms` replaces the
     fresh form of a task (after an error)."""
     requester = current_requester()
-    allowed = [d for d in DEFINITIONS if runs.may_start(requester, d)]
+    definitions = list(task_registry().values())
+    allowed = [d for d in definitions if runs.may_start(requester, d)]
     all_forms = [forms.get(d.name) or task_form(d) for d in allowed]
-    hidden = [d for d in DEFINITIONS if d not in allowed]
+    hidden = [d for d in definitions if d not in allowed]
     recent, _ = runs.list_runs(runs.RunFilter(), limit=RECENT_RUNS)
     page = render_template("index.html", forms=all_forms, hidden=hidden, recent=recent)
     return page, status
@@ -277,7 +265,7 @@ def _run_page(run: Run, *, resubmitted: bool = False, notice: str | None = None)
         notice=notice,
         key=new_key(),
         may_cancel=runs.may_cancel(requester, run),
-        may_rerun=run.task in TASK_NAMES
+        may_rerun=run.task in task_registry()
         and runs.may_start(requester, get_definition(run.task)),
     )
 
@@ -289,7 +277,7 @@ def _accepted_page(run: Run, *, resubmitted: bool):
 
 
 def _filter_options() -> dict[str, tuple[str, ...]]:
-    return {"task": TASK_NAMES, "state": STATES, "source": SOURCES}
+    return {"task": tuple(task_registry()), "state": STATES, "source": SOURCES}
 
 
 def _run_or_404(run_id: str) -> Run:
