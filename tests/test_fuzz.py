@@ -15,6 +15,7 @@ from flask import Flask
 from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
+from myapp.tasks import tasks_init_app
 from myapp.web.openapi import openapi_document
 
 
@@ -22,6 +23,7 @@ def _operation_labels() -> list[str]:
     """ "METHOD /path" of each operation; the paths do not depend on configuration."""
     bare = Flask(__name__)
     bare.config["MAX_ROWS_PER_RUN"] = 1
+    tasks_init_app(bare)  # the built-in tasks: the paths the document names
     with bare.app_context():
         paths = openapi_document()["paths"]
     methods = ("get", "post", "put", "patch", "delete")
