@@ -102,7 +102,16 @@
     var result = $("run-result");
     result.hidden = run.state !== "SUCCESS";
     if (run.state === "SUCCESS") {
-      setText("run-result-json", JSON.stringify(run.result, null, 2));
+      var drawn = run.result && typeof run.result === "object" &&
+        (Array.isArray(run.result.table) || (run.result.figure && run.result.figure.data));
+      if (drawn && !result.hasAttribute("data-drawn")) {
+        // A table or a chart is drawn by the server: show the finished page.
+        window.location.reload();
+        return;
+      }
+      if (!drawn) {
+        setText("run-result-json", JSON.stringify(run.result, null, 2));
+      }
     }
     var error = $("run-error");
     error.hidden = !run.error;

@@ -398,6 +398,23 @@ class DataStore:
         last, trimmed = self.redis.mget(self.key("seq"), self.key("trimmed"))
         return int(last or 0) - int(trimmed or 0)
 
+    def run_totals(self) -> Iterator[tuple[str, dict[str, tuple[int, float]]]]:
+        """(created_at, {category: (rows, sum of values)}) of each committed run
+        still in the data set, from its `segs` entry: one short HSCAN page at a time
+        (a run's rows share its creation time), never the rows themselves."""
+        n = len(CATEGORIES)
+        for _, meta in self.redis.hscan_iter(self.key("segs"), count=500):
+            fields = meta.decode().split(" ", 3 + 2 * n)
+            counts, sums = fields[3 : 3 + n], fields[3 + n : 3 + 2 * n]
+            yield (
+                fields[2],
+                {
+                    c: (int(counts[i]), float(sums[i]))
+                    for i, c in enumerate(CATEGORIES)
+                    if int(counts[i])
+                },
+            )
+
     def run_span(self, run_id: str) -> tuple[int, int] | None:
         """(first id, rows) of a committed run; None if it has not committed."""
         span = self._call("SPAN", run_id)

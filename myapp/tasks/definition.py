@@ -113,7 +113,7 @@ class ParamField:
         if self.required:
             parts.append("required")
         else:
-            parts.append("default " + self.text(self.default))
+            parts.append("default " + (self.text(self.default) or "none"))
         return "; ".join(parts)
 
     def text(self, value: Any) -> str:

@@ -11,8 +11,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import plotly
 from flask import (
     Blueprint,
     Flask,
@@ -20,12 +22,14 @@ from flask import (
     redirect,
     render_template,
     request,
+    send_from_directory,
     url_for,
 )
 from werkzeug.datastructures import MultiDict
 
 from myapp import runs
 from myapp.models import SOURCES, STATES, Run
+from myapp.runs.results import result_view
 from myapp.tasks import (
     ParamField,
     TaskDefinition,
@@ -37,6 +41,8 @@ from myapp.web.params import MAX_IDEMPOTENCY_KEY_LENGTH, RUNS_QUERY, parse_query
 from myapp.web.security import current_requester
 
 bp = Blueprint("views", __name__)
+
+PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 
 # Hidden form fields that are not task parameters.
 KEY_FIELD = "idempotency_key"
@@ -203,6 +209,13 @@ def list_runs():
     )
 
 
+@bp.get("/vendor/plotly.min.js")
+def plotly_js():
+    """plotly.js from the installed plotly package, for result charts: served by
+    the app (no CDN), cached for a day."""
+    return send_from_directory(PLOTLY_JS.parent, PLOTLY_JS.name, max_age=86400)
+
+
 @bp.get("/runs/<run_id>")
 def get_run(run_id: str):
     return _run_page(_run_or_404(run_id))
@@ -261,6 +274,7 @@ def _run_page(run: Run, *, resubmitted: bool = False, notice: str | None = None)
     return render_template(
         "run.html",
         run=run,
+        view=result_view(run.result),
         resubmitted=resubmitted,
         notice=notice,
         key=new_key(),
