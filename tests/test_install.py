@@ -84,7 +84,7 @@ def test_flask_command_reads_dot_env(tmp_path):
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    assert "maximum=77" in result.stdout
+    assert "1 to 77" in result.stdout
 
 
 def test_make_run_reads_dot_env_the_same_way(tmp_path):

@@ -4,7 +4,7 @@ these declarations and the OpenAPI document is built from them."""
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,7 +13,7 @@ from werkzeug.datastructures import MultiDict
 from myapp.models import SOURCES, STATES, USER_NAME_LENGTH
 from myapp.runs.queries import MAX_CURSOR_LENGTH
 from myapp.store import CATEGORIES, SORT_FIELDS
-from myapp.tasks import ValidationError
+from myapp.tasks import ValidationError, task_registry
 
 # Plain ASCII digits only: Python's int() also takes "1_0" and other scripts' digits.
 _INTEGER = re.compile(r"-?[0-9]{1,12}")
@@ -31,8 +31,12 @@ class QueryParam:
     default: Any = None
     minimum: int | None = None
     maximum: int | None = None
-    choices: tuple[str, ...] | None = None
+    # A tuple, or a function of the current app giving one (the app's task names).
+    choices: tuple[str, ...] | Callable[[], tuple[str, ...]] | None = None
     max_length: int | None = None
+
+    def allowed(self) -> tuple[str, ...] | None:
+        return self.choices() if callable(self.choices) else self.choices
 
     def parse(self, raw: str) -> Any:
         """The value of `raw`, or ValueError with the user's message."""
@@ -45,8 +49,9 @@ class QueryParam:
             if not self.minimum <= value <= self.maximum:  # type: ignore[operator]
                 raise ValueError(f"must be between {self.minimum} and {self.maximum}")
             return value
-        if self.choices is not None and raw not in self.choices:
-            raise ValueError("must be one of " + ", ".join(self.choices))
+        allowed = self.allowed()
+        if allowed is not None and raw not in allowed:
+            raise ValueError("must be one of " + ", ".join(allowed))
         if self.max_length is not None and len(raw) > self.max_length:
             raise ValueError(f"must be at most {self.max_length} characters")
         return raw
@@ -61,8 +66,9 @@ class QueryParam:
         ):
             if value is not None:
                 schema[key] = value
-        if self.choices is not None:
-            schema["enum"] = list(self.choices)
+        allowed = self.allowed()
+        if allowed is not None:
+            schema["enum"] = list(allowed)
         return schema
 
     def openapi(self) -> dict[str, Any]:
@@ -76,8 +82,7 @@ class QueryParam:
 
 
 RUNS_QUERY = (
-    # Checked against the app's tasks by RunFilter (they are known when it is built).
-    QueryParam("task", "task name", max_length=64),
+    QueryParam("task", "task name", choices=lambda: tuple(task_registry())),
     QueryParam("state", "state", choices=STATES),
     QueryParam("source", "source", choices=SOURCES),
     QueryParam(
