@@ -31,7 +31,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     from myapp.dashboard import init_dash
     from myapp.extensions import db, migrate, redis_init_app
     from myapp.metrics import metrics_init_app
-    from myapp.runs import admission_init_app
+    from myapp.runs import admission_init_app, waiting_init_app
     from myapp.tasks import tasks_init_app
     from myapp.web import web_init_app
     from myapp.worker import celery_init_app
@@ -44,6 +44,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     tasks_init_app(app)
     celery_init_app(app)
     admission_init_app(app)
+    waiting_init_app(app)
     web_init_app(app)
     cli_init_app(app)
     # Dash mounts last, after the Flask routes its pages link to exist.

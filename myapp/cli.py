@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -23,7 +22,6 @@ from flask import Flask
 from flask.cli import AppGroup
 
 from myapp import runs, users
-from myapp.extensions import db
 from myapp.models import Run
 from myapp.tasks import UnknownTask, ValidationError, task_registry
 
@@ -91,20 +89,27 @@ def run_command(
         sys.exit(0 if state == "SUCCESS" else 1)
 
 
-def _follow(run_id: str, poll: float = 0.25) -> str:
-    """Draw a progress bar until the run ends; return its final state."""
-    shown = ""
+def _follow(run_id: str, wait: float = 2.0) -> str:
+    """Draw a progress bar and print the run's log lines as they come until the
+    run ends; return its final state. Waits on the run's change notices, with a
+    short bound so log lines written between two changes show up too."""
+    shown, after = "", 0
+    run = runs.get_run(run_id)
     while True:
-        db.session.expire_all()
-        run = runs.get_run(run_id)
         if run is None:
             click.echo("\nthe run disappeared from the history", err=True)
             return "FAILURE"
+        page = runs.read_lines(run, after=after)
+        if page["lines"]:
+            click.echo("\r" + " " * len(shown) + "\r", nl=False)
+            for entry in page["lines"]:
+                click.echo(f"{entry['level']}: {entry['message']}")
+            after, shown = page["next"], ""
         line = _progress_line(run)
         if line != shown:
             click.echo("\r" + line.ljust(len(shown)), nl=False)
             shown = line
-        if run.finished:
+        if run.finished:  # its lines were all written before it finished
             click.echo()
             if run.state == "FAILURE" and run.error_type:
                 click.echo(f"error: {run.error_type}: {run.error_message}", err=True)
@@ -113,7 +118,7 @@ def _follow(run_id: str, poll: float = 0.25) -> str:
             elif run.state == "SUCCESS":
                 click.echo(f"result: {json.dumps(run.result)}")
             return run.state
-        time.sleep(poll)
+        run = runs.wait_for_change(run, wait, bounded=False)
 
 
 def _progress_line(run: Run, width: int = 30) -> str:

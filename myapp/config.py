@@ -165,6 +165,21 @@ SETTINGS: tuple[Setting, ...] = (
         minimum=1,
     ),
     Setting(
+        "RUN_LOG_MAX_LINES",
+        int,
+        1000,
+        "Log lines kept per run (ctx.log); later ones are counted as dropped.",
+        minimum=0,
+    ),
+    Setting(
+        "RUN_WAITERS_PER_PROCESS",
+        int,
+        2,
+        "Requests of one web process that may wait on a run at once (?wait=); the "
+        "rest answer at once. Keep it below WEB_THREADS.",
+        minimum=1,
+    ),
+    Setting(
         "RUN_LEASE_SECONDS",
         int,
         30,

@@ -29,7 +29,7 @@ from sqlalchemy import text
 from myapp import create_app, users
 from myapp.config import ENVIRONMENT_NAMES
 from myapp.extensions import db
-from myapp.testing import BROWSER_PASSWORD, RedisServer, TokenClient
+from myapp.testing import BROWSER_PASSWORD, RedisServer, TokenClient, Web, app_environ
 
 # The admin every test client calls as.
 ADMIN = "admin"
@@ -156,6 +156,42 @@ def browser_login(make_user) -> tuple[str, str]:
     """An admin who signs in with a password: (name, password), for real browsers."""
     name, _ = make_user("admin", name="ada", password=BROWSER_PASSWORD)
     return name, BROWSER_PASSWORD
+
+
+@pytest.fixture
+def worker_for() -> Callable[[Flask], Any]:
+    """`with worker_for(app):` a real Celery worker (solo pool, in a thread) for an
+    app built with its own settings (TASK_MODULES, limits)."""
+
+    def start(app: Flask) -> Any:
+        return start_worker(
+            app.extensions["celery"],
+            pool="solo",
+            perform_ping_check=True,
+            shutdown_timeout=30,
+            loglevel="WARNING",
+        )
+
+    return start
+
+
+@pytest.fixture
+def web_for(tmp_path) -> Iterator[Callable[[Flask], tuple[str, dict[str, str]]]]:
+    """`web_for(app)`: gunicorn from the Procfile serving the same app as `app`
+    (one process of the shipped 4 threads); returns its URL and the headers of
+    the tests' admin."""
+    servers: list[Web] = []
+
+    def serve(app: Flask) -> tuple[str, dict[str, str]]:
+        env = {**app_environ(app), "WEB_CONCURRENCY": "1", "SECRET_KEY": "test"}
+        server = Web(f"web-{len(servers)}", env, tmp_path / f"web{len(servers)}.log")
+        servers.append(server)
+        token = app.test_client_class.default_token
+        return server.url, {"Authorization": f"Bearer {token}"}
+
+    yield serve
+    for server in servers:
+        server.stop()
 
 
 @pytest.fixture

@@ -11,7 +11,12 @@ def start(client, task="generate_data", body=None, **kwargs):
 
 def test_lists_task_definitions_with_schemas(client):
     tasks = {t["name"]: t for t in client.get("/api/tasks").get_json()}
-    assert set(tasks) == {"generate_data", "summarize_data", "prune_runs"}
+    assert set(tasks) == {
+        "generate_data",
+        "summarize_data",
+        "prune_runs",
+        "build_report",
+    }
     rows = tasks["generate_data"]["parameters"]["properties"]["rows"]
     assert rows == {
         "type": "integer",

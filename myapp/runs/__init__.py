@@ -27,6 +27,7 @@ from myapp.runs.errors import (
     TooManyActiveRunsOfTask,
 )
 from myapp.runs.execution import ProgressReporter, execute_run
+from myapp.runs.logs import read_lines
 from myapp.runs.permissions import Requester, may_cancel, may_start
 from myapp.runs.queries import RunFilter, get_run, list_runs
 from myapp.runs.transitions import (
@@ -36,6 +37,7 @@ from myapp.runs.transitions import (
     mark_retry,
     revoke_run,
 )
+from myapp.runs.waiting import wait_for_change, waiting_init_app
 
 __all__ = [
     "SOURCE_HEADER",
@@ -63,7 +65,10 @@ __all__ = [
     "mark_retry",
     "may_cancel",
     "may_start",
+    "read_lines",
     "rerun",
     "revoke_run",
     "start_run",
+    "wait_for_change",
+    "waiting_init_app",
 ]

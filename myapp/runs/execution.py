@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from myapp.extensions import db
 from myapp.models import SOURCES, Run, utcnow
 from myapp.runs.errors import RunBusy, RunFailed
+from myapp.runs.logs import run_log
 from myapp.runs.results import ResultNotSerializable, jsonable
 from myapp.runs.transitions import (
     apply_logged,
@@ -30,6 +31,7 @@ from myapp.runs.transitions import (
     is_transient,
     log_run,
 )
+from myapp.runs.waiting import notify
 from myapp.tasks import (
     ProgressHook,
     RunCancelled,
@@ -78,10 +80,11 @@ def execute_run(
         raise RunFailed(problem)
     progress = ProgressReporter(run_id, on_progress)
     try:
-        result = definition.func(RunContext(run_id, progress), **params)
-        # Inside the try: a result JSON cannot hold must end the run now, not make
-        # the final UPDATE raise and leave it STARTED for the reaper to run again.
-        result = jsonable(result)
+        with run_log(run_id) as logger:
+            result = definition.func(RunContext(run_id, progress, logger), **params)
+            # Inside the try: a result JSON cannot hold must end the run now, not
+            # make the final UPDATE raise and leave it STARTED for the reaper.
+            result = jsonable(result)
     except RunCancelled:
         db.session.rollback()
         raise RunFailed("the run was cancelled") from None
@@ -235,6 +238,7 @@ class ProgressReporter:
         db.session.commit()
         if result.rowcount == 0:
             raise RunCancelled(self.run_id)
+        notify(self.run_id)
 
 
 def _jsonable(value: Mapping[str, Any]) -> dict[str, Any]:

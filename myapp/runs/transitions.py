@@ -20,6 +20,7 @@ from myapp.extensions import db, get_store
 from myapp.models import ACTIVE_STATES, Run, utcnow
 from myapp.runs.errors import RunFinished
 from myapp.runs.permissions import Requester, check_cancel
+from myapp.runs.waiting import notify
 
 log = logging.getLogger("myapp.runs")
 
@@ -149,6 +150,8 @@ def log_transition(
     if started_at is not None and finished_at is not None:
         duration = round((finished_at - started_at).total_seconds(), 3)
     metrics.observe_transition(task, source, state, duration)
+    if state != "PENDING":  # nobody waits on a run that was just admitted
+        notify(run_id)
     log.info(
         "run %s task=%s source=%s state=%s attempts=%s duration_s=%s",
         run_id,

@@ -15,10 +15,10 @@ from typing import Annotated, Any, Literal
 
 import plotly.graph_objects as go
 from pydantic import Field
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 
 from myapp.extensions import db, get_store
-from myapp.models import FINISHED_STATES, Run, utcnow
+from myapp.models import FINISHED_STATES, Run, RunLogLine, utcnow
 from myapp.store import CATEGORIES, Category
 from myapp.tasks.declaration import FromSetting, task
 from myapp.tasks.definition import RunContext
@@ -102,10 +102,16 @@ def prune_runs(
     """Delete finished runs older than some days from the run history."""
     ctx.progress(0, 1, f"deleting finished runs older than {older_than_days} days")
     cutoff = utcnow() - timedelta(days=older_than_days)
-    result = db.session.execute(
-        delete(Run)
-        .where(Run.state.in_(FINISHED_STATES), Run.finished_at < cutoff)
+    old = (Run.state.in_(FINISHED_STATES), Run.finished_at < cutoff)
+    # Their log lines first (the foreign key cascades too, but SQLite does not
+    # enforce foreign keys unless asked).
+    db.session.execute(
+        delete(RunLogLine)
+        .where(RunLogLine.run_id.in_(select(Run.id).where(*old)))
         .execution_options(synchronize_session=False)
+    )
+    result = db.session.execute(
+        delete(Run).where(*old).execution_options(synchronize_session=False)
     )
     db.session.commit()
     ctx.progress(1, 1, f"deleted {result.rowcount} runs")

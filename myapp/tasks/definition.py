@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -62,11 +63,16 @@ class RunCancelled(Exception):
 
 @dataclass(frozen=True)
 class RunContext:
-    """What a task function gets besides its parameters: its run id and a progress
-    callback (which also raises RunCancelled once the run has been cancelled)."""
+    """What a task function gets besides its parameters: its run id, a progress
+    callback (which also raises RunCancelled once the run has been cancelled) and
+    `log`, the run's own log (a `logging.Logger`; its lines are kept with the run
+    and shown to whoever may read it)."""
 
     run_id: str
     progress: ProgressHook
+    # Outside a worker (a team testing its function directly) lines go to the
+    # ordinary `myapp.task` logger.
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("myapp.task"))
 
     def cancelled(self) -> NoReturn:
         """Stop the task: its run was cancelled."""

@@ -14,7 +14,9 @@ from myapp.web.errors import ApiError
 from myapp.web.openapi import openapi_document
 from myapp.web.params import (
     DATA_QUERY,
+    LOGS_QUERY,
     MAX_IDEMPOTENCY_KEY_LENGTH,
+    RUN_QUERY,
     RUNS_QUERY,
     parse_query,
 )
@@ -51,7 +53,17 @@ def create_run(name: str):
 
 @bp.get("/runs/<run_id>")
 def get_run(run_id: str):
-    return jsonify(_run_or_404(run_id).to_dict())
+    query = _query(RUN_QUERY)
+    run = _run_or_404(run_id)
+    if query["wait"]:
+        run = runs.wait_for_change(run, query["wait"])
+    return jsonify(run.to_dict())
+
+
+@bp.get("/runs/<run_id>/logs")
+def get_run_logs(run_id: str):
+    query = _query(LOGS_QUERY)
+    return jsonify(runs.read_lines(_run_or_404(run_id), after=query["after"]))
 
 
 @bp.delete("/runs/<run_id>")

@@ -11,7 +11,13 @@ from typing import Any
 
 from myapp.models import SOURCES, STATES
 from myapp.tasks import task_registry
-from myapp.web.params import DATA_QUERY, MAX_IDEMPOTENCY_KEY_LENGTH, RUNS_QUERY
+from myapp.web.params import (
+    DATA_QUERY,
+    LOGS_QUERY,
+    MAX_IDEMPOTENCY_KEY_LENGTH,
+    RUN_QUERY,
+    RUNS_QUERY,
+)
 
 _NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
 
@@ -58,6 +64,28 @@ RUN_SCHEMA: dict[str, Any] = {
             "description": "who started it; null for beat and external runs",
         },
         "cancelled_by": {"type": ["string", "null"]},
+    },
+}
+
+RUN_LOG_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["lines", "next", "dropped"],
+    "properties": {
+        "lines": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["seq", "at", "level", "message"],
+                "properties": {
+                    "seq": {"type": "integer"},
+                    "at": {"type": "string", "format": "date-time"},
+                    "level": {"type": "string"},
+                    "message": {"type": "string"},
+                },
+            },
+        },
+        "next": {"type": "integer", "description": "the `after` for later lines"},
+        "dropped": {"type": "integer", "description": "lines past the limit"},
     },
 }
 
@@ -163,10 +191,12 @@ def openapi_document() -> dict[str, Any]:
             ],
             "get": {
                 "operationId": "get_run",
-                "summary": "One run",
+                "summary": "One run; with `wait`, as soon as it changes or finishes "
+                "(a long poll: follow a run with no sleep loop)",
+                "parameters": [p.openapi() for p in RUN_QUERY],
                 "responses": {
                     "200": _json(run_ref, "the run"),
-                    **_errors(401, 404, 503),
+                    **_errors(400, 401, 404, 503),
                 },
             },
             "delete": {
@@ -175,6 +205,27 @@ def openapi_document() -> dict[str, Any]:
                 "responses": {
                     "202": {**_json(run_ref, "cancel requested"), "headers": location},
                     **_errors(400, 401, 403, 404, 409, 503),
+                },
+            },
+        },
+        "/api/runs/{run_id}/logs": {
+            "parameters": [
+                {
+                    "name": "run_id",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string"},
+                }
+            ],
+            "get": {
+                "operationId": "get_run_logs",
+                "summary": "The lines the run's task logged (ctx.log), in order",
+                "parameters": [p.openapi() for p in LOGS_QUERY],
+                "responses": {
+                    "200": _json(
+                        {"$ref": "#/components/schemas/RunLog"}, "the log lines"
+                    ),
+                    **_errors(400, 401, 404, 503),
                 },
             },
         },
@@ -325,7 +376,11 @@ def openapi_document() -> dict[str, Any]:
         "paths": paths,
         "security": SECURED,
         "components": {
-            "schemas": {"Run": RUN_SCHEMA, "Error": ERROR_SCHEMA},
+            "schemas": {
+                "Run": RUN_SCHEMA,
+                "RunLog": RUN_LOG_SCHEMA,
+                "Error": ERROR_SCHEMA,
+            },
             "securitySchemes": SECURITY_SCHEMES,
         },
     }

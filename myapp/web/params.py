@@ -92,6 +92,29 @@ RUNS_QUERY = (
     QueryParam("cursor", "the `next` cursor of a page", max_length=MAX_CURSOR_LENGTH),
 )
 
+RUN_QUERY = (
+    QueryParam(
+        "wait",
+        "answer as soon as the run changes (state or progress) or finishes, or "
+        "after this many seconds",
+        "integer",
+        default=0,
+        minimum=0,
+        maximum=30,
+    ),
+)
+
+LOGS_QUERY = (
+    QueryParam(
+        "after",
+        "only the lines after this seq (the `next` of the last answer)",
+        "integer",
+        default=0,
+        minimum=0,
+        maximum=10**9,
+    ),
+)
+
 DATA_QUERY = (
     QueryParam(
         "offset", "rows to skip", "integer", default=0, minimum=0, maximum=10**9

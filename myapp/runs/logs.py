@@ -1,0 +1,186 @@
+"""A run's own log: what a task writes with `ctx.log`, kept with the run.
+
+`ctx.log` is a plain `logging.Logger` (not registered with `logging.getLogger`, so a
+worker that runs a million runs keeps no million loggers) whose one handler buffers
+the run's lines in memory. A flusher thread of the worker process writes every
+buffer in one multi-row INSERT each `FLUSH_SECONDS`, on its own connection, so a
+task that logs 10,000 lines a second costs the database a few statements, never one
+commit per line, and never blocks the task on a database write. When the task
+returns or raises, what is left is written before the run's final state, so a
+reader who sees the run finished sees all of its lines.
+
+At most RUN_LOG_MAX_LINES lines are kept (the first ones: a reader following the
+log never sees a line disappear); the rest are counted in `runs.log_dropped`. A
+line is cut at `MAX_LINE` characters. An exception logged with `ctx.log.exception`
+adds its type and message, not its traceback: these lines are shown to everyone who
+may read the run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import Engine, func, insert, select, update
+
+from myapp.extensions import db
+from myapp.models import Run, RunLogLine, utcnow
+
+log = logging.getLogger(__name__)
+
+MAX_LINE = 1000
+FLUSH_SECONDS = 0.3
+
+
+class RunLogHandler(logging.Handler):
+    """Buffers one run's lines; `flush` writes them (from the flusher thread, and
+    once more at the end of the run)."""
+
+    def __init__(self, run_id: str, engine: Engine, max_lines: int, seq: int):
+        super().__init__(logging.DEBUG)
+        self.run_id = run_id
+        self.engine = engine
+        self.max_lines = max_lines
+        self.seq = seq  # the last seq given
+        self.dropped = 0
+        self._written_dropped = 0
+        self._pending: list[dict[str, Any]] = []
+        self._flushing = threading.Lock()
+        self._failed = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string is the task's bug, not a crash
+            message = str(record.msg)
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            message += f" ({type(exc).__name__}: {exc})"
+        with self.lock:  # type: ignore[union-attr]
+            if self.seq >= self.max_lines:
+                self.dropped += 1
+                return
+            self.seq += 1
+            self._pending.append(
+                {
+                    "run_id": self.run_id,
+                    "seq": self.seq,
+                    "at": utcnow(),
+                    "level": record.levelname[:10],
+                    "message": message[:MAX_LINE],
+                }
+            )
+
+    def flush(self) -> None:
+        with self._flushing:  # the flusher and the run's end never write twice
+            with self.lock:  # type: ignore[union-attr]
+                lines, self._pending = self._pending, []
+                dropped = self.dropped
+            if not lines and dropped == self._written_dropped:
+                return
+            try:
+                with self.engine.begin() as connection:
+                    if lines:
+                        connection.execute(insert(RunLogLine), lines)
+                    if dropped != self._written_dropped:
+                        connection.execute(
+                            update(Run)
+                            .where(Run.id == self.run_id)
+                            .values(log_dropped=dropped)
+                        )
+            except Exception as exc:
+                # Keep them for the next flush; the run goes on either way.
+                with self.lock:  # type: ignore[union-attr]
+                    self._pending[:0] = lines
+                if not self._failed:
+                    log.warning(
+                        "run %s: log lines not written yet: %s", self.run_id, exc
+                    )
+                    self._failed = True
+                return
+            self._written_dropped = dropped
+            self._failed = False
+
+
+class _Flusher:
+    """One daemon thread per process writing every open run log's buffer."""
+
+    def __init__(self) -> None:
+        self.handlers: weakref.WeakSet[RunLogHandler] = weakref.WeakSet()
+        self.pid = os.getpid()
+        self.wake = threading.Event()
+        threading.Thread(target=self._loop, name="run-log-flusher", daemon=True).start()
+
+    def _loop(self) -> None:
+        while True:
+            self.wake.wait(FLUSH_SECONDS)
+            for handler in list(self.handlers):
+                handler.flush()
+
+
+_flusher: _Flusher | None = None
+_flusher_lock = threading.Lock()
+
+
+def _process_flusher() -> _Flusher:
+    """This process's flusher; a forked pool process starts its own."""
+    global _flusher
+    with _flusher_lock:
+        if _flusher is None or _flusher.pid != os.getpid():
+            _flusher = _Flusher()
+        return _flusher
+
+
+@contextmanager
+def run_log(run_id: str) -> Iterator[logging.Logger]:
+    """`ctx.log` for one attempt at a run; its lines are all written on exit."""
+    engine = db.engine
+    # A later attempt (a retry, a takeover) goes on after the lines already kept.
+    last = db.session.scalar(
+        select(func.coalesce(func.max(RunLogLine.seq), 0)).where(
+            RunLogLine.run_id == run_id
+        )
+    )
+    db.session.commit()  # no transaction held while the task runs
+    handler = RunLogHandler(
+        run_id, engine, current_app.config["RUN_LOG_MAX_LINES"], int(last or 0)
+    )
+    logger = logging.Logger(f"myapp.run.{run_id}", logging.INFO)
+    logger.propagate = False
+    logger.addHandler(handler)
+    flusher = _process_flusher()
+    flusher.handlers.add(handler)
+    try:
+        yield logger
+    except BaseException:
+        # Before the last write: on SQLite the task's own open transaction would
+        # hold the lock the log's connection needs.
+        db.session.rollback()
+        raise
+    else:
+        db.session.commit()
+    finally:
+        flusher.handlers.discard(handler)
+        handler.flush()
+        logger.removeHandler(handler)
+
+
+def read_lines(run: Run, after: int = 0, limit: int = 500) -> dict[str, Any]:
+    """The run's lines after seq `after`, as the API answers them."""
+    lines = db.session.scalars(
+        select(RunLogLine)
+        .where(RunLogLine.run_id == run.id, RunLogLine.seq > after)
+        .order_by(RunLogLine.seq)
+        .limit(limit)
+    ).all()
+    return {
+        "lines": [line.to_dict() for line in lines],
+        "next": lines[-1].seq if lines else after,
+        "dropped": run.log_dropped or 0,
+    }
