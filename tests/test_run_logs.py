@@ -6,12 +6,13 @@ from __future__ import annotations
 import threading
 from datetime import timedelta
 
+import pytest
 import requests
 from sqlalchemy import func, select, update
 
 from myapp.extensions import db
 from myapp.models import Run, RunLogLine, utcnow
-from myapp.testing import wait_for, wait_for_state
+from myapp.testing import sign_in, wait_for, wait_for_state
 
 TASKS = "tests.log_tasks"
 
@@ -160,3 +161,23 @@ def test_cli_wait_prints_the_log_lines(make_app, worker_for):
     assert "INFO: line 1 xxxxxxxxx" in out and "INFO: line 2 xxxxxxxxx" in out
     assert "ERROR: caught (ValueError: it broke)" in out
     assert out.index("line 2") < out.index("WARNING: done") < out.index("result:")
+
+
+# The HTML run page, in a real browser: the lines come in while the run holds.
+from tests.test_views import browser, live_server, read  # noqa: E402, F401
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app(TASK_MODULES=TASKS)
+
+
+def test_run_page_shows_the_log_live(app, browser, live_server, worker, browser_login):  # noqa: F811
+    sign_in(browser, live_server.url, *browser_login)
+    run_id = start(app.test_client(), lines=2, hold=3)
+    browser.get(f"{live_server.url}/runs/{run_id}")
+    wait_for(lambda: "line 2" in read(browser, "run-log-lines"), timeout=15)
+    assert read(browser, "run-state") != "finished"
+    wait_for(lambda: "WARNING done" in read(browser, "run-log-lines"), timeout=30)
+    text = read(browser, "run-log-lines")
+    assert text.index("line 1") < text.index("line 2") < text.index("caught")

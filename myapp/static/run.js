@@ -11,6 +11,10 @@
   var statusUrl = root.getAttribute("data-status-url");
   var FINISHED = ["SUCCESS", "FAILURE", "REVOKED"];
   var POLL_MS = 500;
+  // Each status request waits on the server for a change (?wait=); log lines are
+  // fetched after every answer, so they lag at most WAIT_S behind.
+  var WAIT_S = 5;
+  var logUrl = statusUrl + "/logs";
   var MAX_BACKOFF_MS = 10000;
   var failures = 0;
 
@@ -127,8 +131,62 @@
     }
   }
 
+  function drawLogLines(page) {
+    var list = $("run-log-lines");
+    if (!list) {
+      return;
+    }
+    page.lines.forEach(function (line) {
+      var item = document.createElement("li");
+      item.className = "log-" + line.level.toLowerCase();
+      var at = document.createElement("time");
+      at.textContent = line.at.slice(11, 23);
+      item.appendChild(at);
+      item.appendChild(document.createTextNode(" " + line.level + " " + line.message));
+      list.appendChild(item);
+    });
+    list.setAttribute("data-next", String(page.next));
+    var empty = $("run-log-empty");
+    if (empty && list.children.length) {
+      empty.hidden = true;
+    }
+    if (page.dropped) {
+      setText("run-log-dropped", page.dropped + " later lines were not kept.");
+    }
+  }
+
+  function fetchLogs() {
+    var list = $("run-log-lines");
+    if (!list) {
+      return Promise.resolve();
+    }
+    var after = list.getAttribute("data-next") || "0";
+    return fetch(logUrl + "?after=" + after, {
+      headers: { Accept: "application/json" },
+      cache: "no-store",
+    })
+      .then(function (response) {
+        return response.ok ? response.json() : null;
+      })
+      .then(function (page) {
+        if (page) {
+          drawLogLines(page);
+          if (page.lines.length === 500) {
+            return fetchLogs();
+          }
+        }
+      })
+      .catch(function () {});
+  }
+
+  var lastSeen = root.getAttribute("data-state");
+
   function poll() {
-    fetch(statusUrl, { headers: { Accept: "application/json" }, cache: "no-store" })
+    var asked = Date.now();
+    fetch(statusUrl + "?wait=" + WAIT_S, {
+      headers: { Accept: "application/json" },
+      cache: "no-store",
+    })
       .then(function (response) {
         if (response.status === 404) {
           return { gone: true };
@@ -147,9 +205,15 @@
             return;
           }
           draw(run);
+          fetchLogs();
+          var seen = JSON.stringify([run.state, run.progress]);
           if (!isFinished(run.state)) {
-            window.setTimeout(poll, POLL_MS);
+            // An unchanged answer that came at once: the server's waiting slots
+            // are taken, so ask again a little later instead of at once.
+            var busy = seen === lastSeen && Date.now() - asked < 1000;
+            window.setTimeout(poll, busy ? 1000 : 0);
           }
+          lastSeen = seen;
         },
         function () {
           // Network gone or server error: back off, say so, keep trying.

@@ -275,6 +275,7 @@ def _run_page(run: Run, *, resubmitted: bool = False, notice: str | None = None)
         "run.html",
         run=run,
         view=result_view(run.result),
+        log=runs.read_lines(run),
         resubmitted=resubmitted,
         notice=notice,
         key=new_key(),
