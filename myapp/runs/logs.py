@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy import Connection, Engine, func, insert, select, update
 
 from myapp.extensions import db
 from myapp.models import Run, RunLogLine, utcnow
@@ -42,12 +42,15 @@ class RunLogHandler(logging.Handler):
     """Buffers one run's lines; `flush` writes them (from the flusher thread, and
     once more at the end of the run)."""
 
-    def __init__(self, run_id: str, engine: Engine, max_lines: int, seq: int):
+    def __init__(self, run_id: str, engine: Engine, max_lines: int):
         super().__init__(logging.DEBUG)
         self.run_id = run_id
         self.engine = engine
         self.max_lines = max_lines
-        self.seq = seq  # the last seq given
+        self.seq = 0  # lines of this attempt so far
+        # Lines earlier attempts kept, read at the first write (a run that logs
+        # nothing costs no query).
+        self.base: int | None = None
         self.dropped = 0
         self._written_dropped = 0
         self._pending: list[dict[str, Any]] = []
@@ -63,7 +66,7 @@ class RunLogHandler(logging.Handler):
             exc = record.exc_info[1]
             message += f" ({type(exc).__name__}: {exc})"
         with self.lock:  # type: ignore[union-attr]
-            if self.seq >= self.max_lines:
+            if self.seq >= self.max_lines:  # past the limit whatever came before
                 self.dropped += 1
                 return
             self.seq += 1
@@ -81,19 +84,11 @@ class RunLogHandler(logging.Handler):
         with self._flushing:  # the flusher and the run's end never write twice
             with self.lock:  # type: ignore[union-attr]
                 lines, self._pending = self._pending, []
-                dropped = self.dropped
-            if not lines and dropped == self._written_dropped:
+            if not lines and self.dropped == self._written_dropped:
                 return
             try:
                 with self.engine.begin() as connection:
-                    if lines:
-                        connection.execute(insert(RunLogLine), lines)
-                    if dropped != self._written_dropped:
-                        connection.execute(
-                            update(Run)
-                            .where(Run.id == self.run_id)
-                            .values(log_dropped=dropped)
-                        )
+                    self._write(connection, lines)
             except Exception as exc:
                 # Keep them for the next flush; the run goes on either way.
                 with self.lock:  # type: ignore[union-attr]
@@ -104,8 +99,34 @@ class RunLogHandler(logging.Handler):
                     )
                     self._failed = True
                 return
-            self._written_dropped = dropped
             self._failed = False
+
+    def _write(self, connection: Connection, lines: list[dict[str, Any]]) -> None:
+        if self.base is None:
+            # A later attempt (a retry, a takeover) goes on after the lines kept.
+            self.base = connection.scalar(
+                select(func.coalesce(func.max(RunLogLine.seq), 0)).where(
+                    RunLogLine.run_id == self.run_id
+                )
+            )
+        base = self.base or 0
+        kept = [
+            {**line, "seq": base + line["seq"]}
+            for line in lines
+            if base + line["seq"] <= self.max_lines
+        ]
+        if kept:
+            connection.execute(insert(RunLogLine), kept)
+        with self.lock:  # type: ignore[union-attr]
+            dropped = self.dropped + len(lines) - len(kept)
+        if dropped != self._written_dropped:
+            connection.execute(
+                update(Run).where(Run.id == self.run_id).values(log_dropped=dropped)
+            )
+        # Only once the transaction is in: a failed write keeps its lines.
+        self._written_dropped = dropped
+        with self.lock:  # type: ignore[union-attr]
+            self.dropped = dropped
 
 
 class _Flusher:
@@ -140,17 +161,7 @@ def _process_flusher() -> _Flusher:
 @contextmanager
 def run_log(run_id: str) -> Iterator[logging.Logger]:
     """`ctx.log` for one attempt at a run; its lines are all written on exit."""
-    engine = db.engine
-    # A later attempt (a retry, a takeover) goes on after the lines already kept.
-    last = db.session.scalar(
-        select(func.coalesce(func.max(RunLogLine.seq), 0)).where(
-            RunLogLine.run_id == run_id
-        )
-    )
-    db.session.commit()  # no transaction held while the task runs
-    handler = RunLogHandler(
-        run_id, engine, current_app.config["RUN_LOG_MAX_LINES"], int(last or 0)
-    )
+    handler = RunLogHandler(run_id, db.engine, current_app.config["RUN_LOG_MAX_LINES"])
     logger = logging.Logger(f"myapp.run.{run_id}", logging.INFO)
     logger.propagate = False
     logger.addHandler(handler)
