@@ -428,9 +428,12 @@ def _choices(schema: Mapping[str, Any]) -> list[Any]:
     return list(schema.get("enum", []))
 
 
-def _inline(node: Any, definitions: Mapping[str, Any]) -> Any:
+def _inline(
+    node: Any, definitions: Mapping[str, Any], *, properties: bool = False
+) -> Any:
     """`node` with every `$ref` to `$defs` replaced by its target, titles dropped
-    (forms and OpenAPI documents read it as one piece)."""
+    (forms and OpenAPI documents read it as one piece). `properties`: `node` maps
+    parameter names to their schemas."""
     if isinstance(node, list):
         return [_inline(item, definitions) for item in node]
     if not isinstance(node, dict):
@@ -439,10 +442,14 @@ def _inline(node: Any, definitions: Mapping[str, Any]) -> Any:
         target = definitions[node["$ref"].rsplit("/", 1)[-1]]
         rest = {k: v for k, v in node.items() if k != "$ref"}
         return _inline({**target, **rest}, definitions)
+    if properties:
+        # Parameter names, not schema keywords: a parameter may be called `title`
+        # or `default` like any other.
+        return {name: _inline(value, definitions) for name, value in node.items()}
     return {
         key: value
         if key in ("default", "enum", "const")
-        else _inline(value, definitions)
+        else _inline(value, definitions, properties=key == "properties")
         for key, value in node.items()
         if key != "title"
     }

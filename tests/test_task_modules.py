@@ -1,0 +1,47 @@
+"""A task module outside `myapp` (tests/task_kinds.py), named in TASK_MODULES, on
+every surface: the API and its OpenAPI document, the HTML form, the command line,
+another Celery client; its results, time limit and queue; and the modules and
+declarations that must stop the app at start."""
+
+from __future__ import annotations
+
+import enum
+from typing import Annotated
+
+from pydantic import Field
+
+from myapp.tasks import RunContext, task
+from myapp.tasks.declaration import declaration_of
+from myapp.tasks.definition import TaskDefinition
+
+
+class Shade(enum.Enum):
+    LIGHT = "light"
+    DARK = "dark"
+
+
+def test_parameters_named_like_schema_keywords_are_parameters():
+    # The JSON Schema's own words (title, description, default) are also fine
+    # parameter names; the schema keeps them as properties and the forms show them.
+    @task
+    def label(
+        ctx: RunContext,
+        title: Annotated[str, Field(min_length=2)],
+        description: str = "",
+        default: Shade = Shade.LIGHT,
+    ) -> str:
+        """Name something."""
+        return title
+
+    definition = TaskDefinition.build(declaration_of(label), {})
+    properties = definition.schema()["properties"]
+    assert list(properties) == ["title", "description", "default"]
+    assert properties["title"] == {"minLength": 2, "maxLength": 1000, "type": "string"}
+    assert properties["default"]["enum"] == ["light", "dark"]
+    assert [f.name for f in definition.fields] == ["title", "description", "default"]
+    assert definition.field("default").choices == ("light", "dark")
+    assert definition.validate({"title": "ok", "default": "dark"}) == {
+        "title": "ok",
+        "description": "",
+        "default": "dark",
+    }
