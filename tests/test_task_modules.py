@@ -8,11 +8,12 @@ from __future__ import annotations
 import enum
 from typing import Annotated
 
+import pytest
 from pydantic import Field
 
 from myapp.tasks import RunContext, task
 from myapp.tasks.declaration import declaration_of
-from myapp.tasks.definition import TaskDefinition
+from myapp.tasks.definition import TaskDeclarationError, TaskDefinition
 
 
 class Shade(enum.Enum):
@@ -45,3 +46,53 @@ def test_parameters_named_like_schema_keywords_are_parameters():
         "description": "",
         "default": "dark",
     }
+
+
+# -- modules and declarations that stop the app at start -------------------------
+
+
+@pytest.mark.parametrize(
+    ("module", "named"),
+    [
+        (
+            "tests.bad_tasks.broken",
+            [
+                "module 'tests.bad_tasks.broken' cannot be imported",
+                "RuntimeError: the report server is not configured",
+            ],
+        ),
+        (
+            "tests.bad_tasks.no_such_module",
+            ["module 'tests.bad_tasks.no_such_module' cannot be imported"],
+        ),
+        (
+            "tests.bad_tasks.dict_param",
+            [
+                "task configure (tests.bad_tasks.dict_param.configure)",
+                "parameter 'options'",
+            ],
+        ),
+        (
+            "tests.bad_tasks.duplicate",
+            [
+                "two tasks are named 'generate_data'",
+                "myapp.tasks.builtin.generate_data",
+                "tests.bad_tasks.duplicate.make_rows",
+            ],
+        ),
+        (
+            "tests.bad_tasks.bad_default",
+            [
+                "task resize (tests.bad_tasks.bad_default.resize)",
+                "parameter 'width'",
+                "its default 8 is not a valid value",
+            ],
+        ),
+    ],
+)
+def test_a_bad_task_module_stops_the_app_at_start_naming_it(make_app, module, named):
+    with pytest.raises(TaskDeclarationError) as caught:
+        make_app(TASK_MODULES=f"tests.task_kinds, {module}")
+    message = str(caught.value)
+    for words in named:
+        assert words in message
