@@ -73,6 +73,13 @@ def test_parameters_named_like_schema_keywords_are_parameters():
             ],
         ),
         (
+            "tests.bad_tasks.custom_type",
+            [
+                "task print_page (tests.bad_tasks.custom_type.print_page)",
+                "parameter 'printer'",
+            ],
+        ),
+        (
             "tests.bad_tasks.duplicate",
             [
                 "two tasks are named 'generate_data'",

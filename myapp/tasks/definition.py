@@ -326,12 +326,25 @@ def _parameters_model(
         )
         model.model_json_schema()
     except (pydantic.PydanticUserError, pydantic.PydanticSchemaGenerationError) as exc:
+        culprit = _undescribable(fields)
+        which = f", parameter {culprit!r}" if culprit else ""
         raise TaskDeclarationError(
-            f"task {declaration.name} ({where}): a parameter type cannot be "
+            f"task {declaration.name} ({where}){which}: its type cannot be "
             f"described: {str(exc).splitlines()[0]}"
         ) from None
     _check_defaults(declaration, model, skip=settings_bounded)
     return model
+
+
+def _undescribable(fields: Mapping[str, tuple[Any, Any]]) -> str | None:
+    """The first parameter whose type pydantic cannot describe on its own (the
+    model's error names the type, not the parameter)."""
+    for name, (annotation, _) in fields.items():
+        try:
+            pydantic.TypeAdapter(annotation).json_schema()
+        except (pydantic.PydanticUserError, pydantic.PydanticSchemaGenerationError):
+            return name
+    return None
 
 
 def _settings_bounds(annotation: Any, config: Mapping[str, Any], prefix: str) -> Any:
