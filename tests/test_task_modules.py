@@ -6,14 +6,19 @@ declarations that must stop the app at start."""
 from __future__ import annotations
 
 import enum
+import json
+import re
+from html import unescape
 from typing import Annotated
 
 import pytest
 from pydantic import Field
+from werkzeug.datastructures import MultiDict
 
 from myapp.tasks import RunContext, task
 from myapp.tasks.declaration import declaration_of
 from myapp.tasks.definition import TaskDeclarationError, TaskDefinition
+from myapp.testing import wait_for_state
 
 
 class Shade(enum.Enum):
@@ -103,3 +108,347 @@ def test_a_bad_task_module_stops_the_app_at_start_naming_it(make_app, module, na
     message = str(caught.value)
     for words in named:
         assert words in message
+
+
+# -- the team's module on every surface ------------------------------------------
+
+KINDS = "tests.task_kinds"
+# 2026-01-31 is a Saturday: isoweekday 6 proves the function got a `date`.
+SATURDAY = "2026-01-31"
+
+
+@pytest.fixture
+def app(make_app):
+    """An app with the team's task module: `client`, `runner` and `worker` use it."""
+    return make_app(TASK_MODULES=KINDS)
+
+
+def echoed(**changed):
+    """What `every_kind` answers for its defaults, with `changed` applied."""
+    return {
+        "title": "hi",
+        "loud": True,
+        "loud_type": "bool",
+        "count": 3,
+        "count_type": "int",
+        "ratio": 0.5,
+        "ratio_type": "float",
+        "size": "small",
+        "colour": "GREEN",
+        "colour_type": "Colour",
+        "on_type": "date",
+        "on_weekday": 4,
+        "at_type": "datetime",
+        "at_hour": 12,
+        "tags": [],
+        "tags_type": "list",
+        "days": ["mon"],
+        "note": None,
+        "note_type": "NoneType",
+        **changed,
+    }
+
+
+def test_the_task_is_listed_with_its_parameter_schema(client):
+    tasks = {t["name"]: t for t in client.get("/api/tasks").get_json()}
+    assert {"generate_data", "every_kind", "rich_result", "slow"} <= set(tasks)
+    kinds = tasks["every_kind"]
+    assert kinds["description"] == (
+        "Echo every parameter with the Python type that reached the function."
+    )
+    assert kinds["role"] == "operator"
+    assert kinds["runs_url"] == "/api/tasks/every_kind/runs"
+    schema = kinds["parameters"]
+    assert schema["required"] == ["title"]
+    assert schema["additionalProperties"] is False
+    props = schema["properties"]
+    assert props["title"] == {
+        "type": "string",
+        "minLength": 2,
+        "maxLength": 20,
+        "description": "What to call it.",
+    }
+    assert props["loud"] == {"type": "boolean", "default": True}
+    assert props["count"] == {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": 10,
+        "default": 3,
+        "description": "How many.",
+    }
+    assert props["size"]["enum"] == ["small", "large"]
+    assert props["colour"]["enum"] == ["red", "green", "blue"]
+    assert props["colour"]["default"] == "green"
+    assert props["on"] == {"type": "string", "format": "date", "default": "2026-01-01"}
+    assert props["at"]["format"] == "date-time"
+    assert props["tags"]["type"] == "array"
+    assert props["days"]["items"]["enum"] == ["mon", "tue", "wed"]
+    assert {"type": "null"} in props["note"]["anyOf"]
+    assert tasks["slow"]["time_limit"] == 2
+    assert tasks["report_queue"]["queue"] == "reports"
+
+
+def test_openapi_has_a_path_per_task_whose_body_is_its_schema(app, client):
+    schema = next(
+        t["parameters"]
+        for t in client.get("/api/tasks").get_json()
+        if t["name"] == "every_kind"
+    )
+    anonymous = app.test_client(token=None)
+    document = anonymous.get("/api/openapi.json").get_json()
+    start = document["paths"]["/api/tasks/every_kind/runs"]["post"]
+    assert start["requestBody"]["content"]["application/json"]["schema"] == schema
+    assert "422" in start["responses"] and "202" in start["responses"]
+
+
+def test_started_from_the_api_the_function_gets_python_types(client, worker):
+    body = {
+        "title": "api",
+        "loud": False,
+        "count": 7,
+        "ratio": 2,
+        "size": "large",
+        "colour": "red",
+        "on": SATURDAY,
+        "at": "2026-02-01T08:15:00",
+        "tags": ["a", "b"],
+        "days": ["tue", "wed"],
+        "note": "n",
+    }
+    response = client.post("/api/tasks/every_kind/runs", json=body)
+    assert response.status_code == 202, response.get_json()
+    run = response.get_json()
+    assert response.headers["Location"] == f"/api/runs/{run['id']}"
+    assert run["source"] == "api"
+    assert run["params"] == {**body, "ratio": 2.0}
+    done = wait_for_state(client, run["id"], ("SUCCESS", "FAILURE"))
+    assert done["state"] == "SUCCESS", done["error"]
+    assert done["result"] == echoed(
+        title="api",
+        loud=False,
+        count=7,
+        ratio=2.0,
+        size="large",
+        colour="RED",
+        on_weekday=6,
+        at_hour=8,
+        tags=["a", "b"],
+        days=["tue", "wed"],
+        note="n",
+        note_type="str",
+    )
+
+
+def test_an_empty_optional_body_starts_with_the_defaults(client, worker):
+    run = client.post("/api/tasks/every_kind/runs", json={"title": "hi"}).get_json()
+    done = wait_for_state(client, run["id"], ("SUCCESS", "FAILURE"))
+    assert done["result"] == echoed()
+
+
+@pytest.mark.parametrize(
+    ("body", "fields"),
+    [
+        ({"title": "hi", "loud": "true"}, {"loud": "must be true or false"}),
+        ({"title": "hi", "loud": 1}, {"loud": "must be true or false"}),
+        ({"title": "hi", "count": "5"}, {"count": "must be an integer"}),
+        ({"title": "hi", "count": 11}, {"count": "must be at most 10"}),
+        ({}, {"title": "is required"}),
+        ({"title": "x"}, {"title": "must be at least 2 characters"}),
+        ({"title": "x" * 21}, {"title": "must be at most 20 characters"}),
+        ({"title": "hi", "size": "huge"}, {"size": "must be one of small, large"}),
+        (
+            {"title": "hi", "colour": "RED"},
+            {"colour": "must be one of red, green, blue"},
+        ),
+        ({"title": "hi", "on": "2026-02-30"}, {"on": "must be a date (YYYY-MM-DD)"}),
+        ({"title": "hi", "tags": "a,b"}, {"tags": "must be a list"}),
+        (
+            {"title": "hi", "days": ["mon", "fri"]},
+            {"days": "item 2: must be one of mon, tue, wed"},
+        ),
+    ],
+)
+def test_bad_json_values_are_422_naming_the_field(client, body, fields):
+    response = client.post("/api/tasks/every_kind/runs", json=body)
+    assert response.status_code == 422, response.get_json()
+    assert response.get_json()["error"]["fields"] == fields
+    assert client.get("/api/runs").get_json()["items"] == []
+
+
+# -- the HTML form ---------------------------------------------------------------
+
+
+def form_of(html: str, task: str) -> str:
+    match = re.search(
+        rf'<form class="task" id="form-{task}".*?</form>', html, flags=re.DOTALL
+    )
+    assert match, f"no form for {task}"
+    return match.group(0)
+
+
+def form_fields(client, task: str) -> list[tuple[str, str]]:
+    """What the browser sends for the form as served and left untouched: its hidden
+    inputs (CSRF token, one-time key, each checkbox's "false")."""
+    form = form_of(client.get("/").get_data(as_text=True), task)
+    return [
+        (name, unescape(value))
+        for name, value in re.findall(
+            r'<input type="hidden" name="(\w+)" value="([^"]*)">', form
+        )
+    ]
+
+
+def submit(client, task: str, *fields: tuple[str, str]):
+    data = MultiDict([*form_fields(client, task), *fields])
+    return client.post(f"/tasks/{task}/runs", data=data)
+
+
+def test_the_form_shows_each_kind_as_its_input(client):
+    form = form_of(client.get("/").get_data(as_text=True), "every_kind")
+    assert 'action="/tasks/every_kind/runs"' in form
+    assert '<input type="hidden" name="loud" value="false">' in form
+    assert re.search(r'id="every_kind-loud" name="loud" type="checkbox"', form)
+    assert re.search(r'<select id="every_kind-days" name="days" multiple', form)
+    assert re.search(r'<select id="every_kind-colour" name="colour"', form)
+    assert re.search(
+        r'id="every_kind-on" name="on" type="date" value="2026-01-01"', form
+    )
+    assert 'name="at" type="datetime-local"' in form
+    count = re.search(r'<input id="every_kind-count"[^>]*>', form, re.S)[0]
+    assert 'min="1"' in count and 'max="10"' in count and 'type="number"' in count
+
+
+def test_an_unticked_checkbox_runs_with_false(client, worker):
+    # Only the hidden "false" is sent: the old forms passed the text on, and
+    # "false" is truthy.
+    response = submit(
+        client,
+        "every_kind",
+        ("title", "form"),
+        ("count", "5"),
+        ("days", "tue"),
+        ("days", "wed"),
+        ("on", SATURDAY),
+        ("at", "2026-02-01T08:15"),
+        ("tags", "a, b"),
+        ("note", ""),
+    )
+    assert response.status_code == 202, response.get_data(as_text=True)
+    run_id = response.headers["Location"].rsplit("/", 1)[-1]
+    assert response.headers["Location"] == f"/runs/{run_id}"
+    done = wait_for_state(client, run_id, ("SUCCESS", "FAILURE"))
+    assert done["source"] == "web"
+    assert done["state"] == "SUCCESS", done["error"]
+    assert done["result"] == echoed(
+        title="form",
+        loud=False,
+        count=5,
+        days=["tue", "wed"],
+        on_weekday=6,
+        at_hour=8,
+        tags=["a", "b"],
+    )
+
+
+def test_a_ticked_checkbox_runs_with_true(client, worker):
+    response = submit(client, "every_kind", ("title", "form"), ("loud", "true"))
+    assert response.status_code == 202, response.get_data(as_text=True)
+    run_id = response.headers["Location"].rsplit("/", 1)[-1]
+    done = wait_for_state(client, run_id, ("SUCCESS", "FAILURE"))
+    assert done["result"]["loud"] is True
+
+
+def test_a_bad_form_value_is_shown_on_the_form_and_nothing_starts(client):
+    response = submit(client, "every_kind", ("title", "form"), ("count", "11"))
+    assert response.status_code == 422
+    form = form_of(response.get_data(as_text=True), "every_kind")
+    assert "count must be at most 10" in form
+    assert client.get("/api/runs").get_json()["items"] == []
+
+
+# -- the command line ------------------------------------------------------------
+
+
+def test_tasks_list_shows_the_team_task_and_its_parameters(runner):
+    result = runner.invoke(args=["tasks", "list"])
+    assert result.exit_code == 0, result.output
+    assert "every_kind: Echo every parameter" in result.output
+    assert "loud=… (true/false; default true)" in result.output
+    assert "days=… (list (comma-separated) of one of mon, tue, wed" in result.output
+
+
+def test_the_cli_reads_booleans_lists_and_dates(runner, worker):
+    result = runner.invoke(
+        args=[
+            "tasks",
+            "run",
+            "every_kind",
+            "title=cli",
+            "loud=false",
+            "tags=a,b",
+            f"on={SATURDAY}",
+            "days=mon,wed",
+            "colour=blue",
+            "--wait",
+        ]
+    )
+    assert result.exit_code == 0, result.output
+    assert "SUCCESS" in result.output
+    result_line = next(
+        line for line in result.output.splitlines() if line.startswith("result: ")
+    )
+    assert json.loads(result_line.removeprefix("result: ")) == echoed(
+        title="cli",
+        loud=False,
+        tags=["a", "b"],
+        on_weekday=6,
+        days=["mon", "wed"],
+        colour="BLUE",
+    )
+
+
+@pytest.mark.parametrize(
+    ("arg", "message"),
+    [
+        ("loud=maybe", "loud: must be true or false"),
+        ("count=11", "count: must be at most 10"),
+        ("on=31/01/2026", "on: must be a date (YYYY-MM-DD)"),
+        ("days=mon,fri", "days: item 2: must be one of mon, tue, wed"),
+    ],
+)
+def test_a_bad_cli_value_exits_2_naming_the_field(client, runner, arg, message):
+    result = runner.invoke(args=["tasks", "run", "every_kind", "title=cli", arg])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert client.get("/api/runs").get_json()["items"] == []
+
+
+# -- another Celery client -------------------------------------------------------
+
+
+def test_an_external_celery_client_starts_it_by_name(app, client, worker):
+    sent = app.extensions["celery"].send_task(
+        "every_kind",
+        kwargs={"title": "ext", "loud": False, "on": SATURDAY, "tags": ["x"]},
+    )
+    done = wait_for_state(client, sent.id, ("SUCCESS", "FAILURE"))
+    assert done["source"] == "external"
+    assert done["created_by"] is None
+    assert done["state"] == "SUCCESS", done["error"]
+    assert done["result"] == echoed(title="ext", loud=False, on_weekday=6, tags=["x"])
+
+
+def test_bad_kwargs_from_a_celery_client_end_failure_with_the_field_message(
+    app, client, worker
+):
+    sent = app.extensions["celery"].send_task(
+        "every_kind", kwargs={"title": "ext", "loud": "yes"}
+    )
+    done = wait_for_state(client, sent.id, ("SUCCESS", "FAILURE"))
+    assert done["state"] == "FAILURE"
+    assert done["source"] == "external"
+    assert done["error"] == {
+        "type": "ValidationError",
+        "message": "loud: must be true or false",
+    }
+    assert done["result"] is None
