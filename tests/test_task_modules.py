@@ -8,17 +8,23 @@ from __future__ import annotations
 import enum
 import json
 import re
+from collections.abc import Iterator
+from datetime import timedelta
 from html import unescape
 from typing import Annotated
 
 import pytest
+from celery.contrib.testing.worker import start_worker
 from pydantic import Field
 from werkzeug.datastructures import MultiDict
 
+from myapp.extensions import db
+from myapp.models import Run, utcnow
+from myapp.runs import reaper
 from myapp.tasks import RunContext, task
 from myapp.tasks.declaration import declaration_of
 from myapp.tasks.definition import TaskDeclarationError, TaskDefinition
-from myapp.testing import wait_for_state
+from myapp.testing import pending_run, sweep, wait_for_state
 
 
 class Shade(enum.Enum):
@@ -452,3 +458,139 @@ def test_bad_kwargs_from_a_celery_client_end_failure_with_the_field_message(
         "message": "loud: must be true or false",
     }
     assert done["result"] is None
+
+
+# -- results -----------------------------------------------------------------------
+
+
+def test_numpy_decimal_date_and_figure_results_are_stored_converted(client, worker):
+    run = client.post("/api/tasks/rich_result/runs", json={}).get_json()
+    done = wait_for_state(client, run["id"], ("SUCCESS", "FAILURE"))
+    assert done["state"] == "SUCCESS", done["error"]
+    result = done["result"]
+    figure = result.pop("figure")
+    assert result == {
+        "count": 3,
+        "mean": 1.5,
+        "values": [0, 1, 2],
+        "price": 2.5,
+        "day": "2026-01-31",
+    }
+    # The figure as Plotly's own JSON: what a chart is drawn from.
+    (trace,) = figure["data"]
+    assert trace["type"] == "bar" and trace["x"] == ["a", "b"]
+    assert "layout" in figure
+    assert done["attempts"] == 1
+
+
+def test_an_unconvertible_result_fails_at_once_and_is_not_run_again(
+    app, client, worker
+):
+    run = client.post("/api/tasks/opaque_result/runs", json={}).get_json()
+    done = wait_for_state(client, run["id"], ("SUCCESS", "FAILURE"))
+    assert done["state"] == "FAILURE"
+    assert done["error"]["type"] == "ResultNotSerializable"
+    assert "JSON cannot hold" in done["error"]["message"]
+    assert "set" in done["error"]["message"]
+    assert done["result"] is None
+    assert done["attempts"] == 1
+    # Nothing left for the reaper: it is finished, not STARTED.
+    assert not sweep(app)
+    assert client.get(f"/api/runs/{run['id']}").get_json() == done
+
+
+# -- per-task options: time limit and queue -------------------------------------
+
+
+@pytest.fixture
+def prefork_worker(app) -> Iterator[None]:
+    """Time limits are enforced by the prefork pool only."""
+    with start_worker(
+        app.extensions["celery"],
+        pool="prefork",
+        concurrency=1,
+        perform_ping_check=False,
+        shutdown_timeout=30,
+        loglevel="WARNING",
+    ):
+        yield
+
+
+def test_a_run_past_its_own_time_limit_ends_failure(client, prefork_worker):
+    run = client.post("/api/tasks/slow/runs", json={"seconds": 30}).get_json()
+    done = wait_for_state(client, run["id"], ("SUCCESS", "FAILURE"), timeout=30)
+    assert done["state"] == "FAILURE"
+    assert done["error"] == {
+        "type": "TimeLimitExceeded",
+        "message": "the run reached its time limit of 2 s",
+    }
+    # Its own 2 s (the soft limit a little before), far from the global 660 s.
+    assert done["duration_s"] < 5
+
+
+def test_the_reaper_holds_each_run_to_its_own_task_limit(app):
+    with app.app_context():
+        assert reaper.hard_time_limit("slow") == 2
+        assert reaper.hard_time_limit("every_kind") == 720
+        assert reaper.hard_time_limit() == 720
+        # Both runs started 10 s past `slow`'s limit and slack, and are alive
+        # (fresh heartbeats): only the run of `slow` is over its time.
+        now = utcnow()
+        started = now - timedelta(seconds=2 + app.config["REAPER_SLACK_SECONDS"] + 10)
+        slow = pending_run("slow", {}, source="api")
+        other = pending_run("every_kind", {"title": "hi"}, source="api")
+        for run in (slow, other):
+            run.state, run.started_at, run.heartbeat_at = "STARTED", started, now
+            run.attempts = 1
+        db.session.commit()
+        report = reaper.reap_runs(now)
+        assert report.failed == [slow.id]
+        db.session.expire_all()
+        assert db.session.get(Run, slow.id).to_dict()["error"] == {
+            "type": "TimeLimitExceeded",
+            "message": "ran longer than the hard time limit (2 s) and was stopped",
+        }
+        assert db.session.get(Run, other.id).state == "STARTED"
+
+
+def queued_ids(redis_client, queue: str) -> list[str]:
+    """Task ids of the messages waiting in a broker queue (a Redis list)."""
+    return [
+        json.loads(message)["headers"]["id"]
+        for message in redis_client.lrange(queue, 0, -1)
+    ]
+
+
+def test_a_task_with_its_own_queue_runs_only_on_a_worker_of_that_queue(
+    app, client, redis_server
+):
+    celery_app = app.extensions["celery"]
+    broker = redis_server.client()
+    with start_worker(
+        celery_app,
+        pool="solo",
+        queues=["celery"],
+        perform_ping_check=True,
+        shutdown_timeout=30,
+        loglevel="WARNING",
+    ):
+        queued = client.post("/api/tasks/report_queue/runs", json={}).get_json()
+        # A run sent after it, on `celery`, is done: the worker was free and never
+        # took the `reports` message.
+        other = client.post("/api/tasks/every_kind/runs", json={"title": "hi"})
+        wait_for_state(client, other.get_json()["id"], ("SUCCESS",))
+        assert client.get(queued["status_url"]).get_json()["state"] == "PENDING"
+        assert queued_ids(broker, "reports") == [queued["id"]]
+        assert queued["id"] not in queued_ids(broker, "celery")
+    with start_worker(
+        celery_app,
+        pool="solo",
+        queues=["reports"],
+        perform_ping_check=False,
+        shutdown_timeout=30,
+        loglevel="WARNING",
+    ):
+        done = wait_for_state(client, queued["id"], ("SUCCESS", "FAILURE"))
+    assert done["state"] == "SUCCESS", done["error"]
+    assert done["result"] == "reported"
+    assert queued_ids(broker, "reports") == []
