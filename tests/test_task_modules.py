@@ -140,6 +140,9 @@ def echoed(**changed):
         "ratio": 0.5,
         "ratio_type": "float",
         "size": "small",
+        "level": 1,
+        "level_type": "int",
+        "mood": "calm",
         "colour": "GREEN",
         "colour_type": "Colour",
         "on_type": "date",
@@ -214,6 +217,8 @@ def test_started_from_the_api_the_function_gets_python_types(client, worker):
         "count": 7,
         "ratio": 2,
         "size": "large",
+        "level": 3,
+        "mood": None,
         "colour": "red",
         "on": SATURDAY,
         "at": "2026-02-01T08:15:00",
@@ -235,6 +240,8 @@ def test_started_from_the_api_the_function_gets_python_types(client, worker):
         count=7,
         ratio=2.0,
         size="large",
+        level=3,
+        mood=None,
         colour="RED",
         on_weekday=6,
         at_hour=8,
@@ -332,6 +339,7 @@ def test_an_unticked_checkbox_runs_with_false(client, worker):
         "every_kind",
         ("title", "form"),
         ("count", "5"),
+        ("level", "2"),
         ("days", "tue"),
         ("days", "wed"),
         ("on", SATURDAY),
@@ -349,6 +357,7 @@ def test_an_unticked_checkbox_runs_with_false(client, worker):
         title="form",
         loud=False,
         count=5,
+        level=2,
         days=["tue", "wed"],
         on_weekday=6,
         at_hour=8,
@@ -395,6 +404,8 @@ def test_the_cli_reads_booleans_lists_and_dates(runner, worker):
             f"on={SATURDAY}",
             "days=mon,wed",
             "colour=blue",
+            "level=3",
+            "mood=none",
             "--wait",
         ]
     )
@@ -410,6 +421,8 @@ def test_the_cli_reads_booleans_lists_and_dates(runner, worker):
         on_weekday=6,
         days=["mon", "wed"],
         colour="BLUE",
+        level=3,
+        mood=None,
     )
 
 

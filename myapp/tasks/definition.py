@@ -226,7 +226,18 @@ class TaskDefinition:
                 out[name] = None
             else:
                 out[name] = value
+            if spec is not None and spec.kind == "choice" and name in out:
+                out[name] = self._choice(name, out[name])
         return out
+
+    def _choice(self, name: str, value: Any) -> Any:
+        """Text as the choice it names: "2" is the 2 of `Literal[1, 2, 3]` (pydantic
+        reads "2" as an int, but never as an int literal)."""
+        item = _item_schema(self.schema()["properties"][name]) or {}
+        by_text = {str(choice): choice for choice in _choices(item)}
+        if isinstance(value, list):
+            return [by_text.get(v, v) if isinstance(v, str) else v for v in value]
+        return by_text.get(value, value) if isinstance(value, str) else value
 
     def _messages(self, exc: pydantic.ValidationError) -> dict[str, str]:
         messages: dict[str, str] = {}
@@ -423,6 +434,16 @@ def _param_field(
         pattern=single.get("pattern"),
         choices=tuple(str(c) for c in _choices(single)),
     )
+
+
+def _item_schema(schema: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The schema of one value of a parameter: without its `null` option, its
+    items' for a list; None for a union of several kinds."""
+    options = [s for s in schema.get("anyOf", [schema]) if s.get("type") != "null"]
+    if len(options) != 1:
+        return None
+    single = options[0]
+    return single.get("items") if single.get("type") == "array" else single
 
 
 def _kind(schema: Mapping[str, Any]) -> str | None:
