@@ -217,8 +217,9 @@ class TaskDefinition:
                 out[name] = value
             elif value == "" or value is None:
                 # Blank: the default (or "is required"), never an empty value of
-                # another kind. A text parameter that may be none is none.
-                if spec.nullable and spec.kind == "string":
+                # another kind. A text or a choice that may be none is none (the
+                # form's "(any)" option is blank).
+                if spec.nullable and spec.kind in ("string", "choice"):
                     out[name] = None
             elif spec.multiple and isinstance(value, str):
                 out[name] = [part.strip() for part in value.split(",") if part.strip()]
