@@ -106,3 +106,11 @@ def slow(ctx: RunContext, seconds: float = 30) -> dict[str, float]:
 def report_queue(ctx: RunContext) -> str:
     """Run on the `reports` queue only."""
     return "reported"
+
+
+@task(role="operator")
+def quiet(ctx: RunContext, seconds: float = 3) -> dict[str, float]:
+    """Work without a word between the first progress report and the result."""
+    ctx.progress(0, 1, "thinking")
+    time.sleep(seconds)
+    return {"slept": seconds}

@@ -24,7 +24,7 @@ from myapp.runs import reaper
 from myapp.tasks import RunContext, task
 from myapp.tasks.declaration import declaration_of
 from myapp.tasks.definition import TaskDeclarationError, TaskDefinition
-from myapp.testing import pending_run, sweep, wait_for_state
+from myapp.testing import pending_run, settle, sweep, wait_for_state
 
 
 class Shade(enum.Enum):
@@ -609,3 +609,23 @@ def test_a_task_with_its_own_queue_runs_only_on_a_worker_of_that_queue(
     assert done["state"] == "SUCCESS", done["error"]
     assert done["result"] == "reported"
     assert queued_ids(broker, "reports") == []
+
+
+def test_a_run_quiet_for_longer_than_its_lease_is_not_taken_for_lost(make_app):
+    # A team's task need not report progress to stay alive: a live run that says
+    # nothing for several leases is neither sent again nor failed as WorkerLost.
+    app = make_app(TASK_MODULES=KINDS, RUN_LEASE_SECONDS=1)
+    client = app.test_client()
+    with start_worker(
+        app.extensions["celery"],
+        pool="solo",
+        perform_ping_check=True,
+        shutdown_timeout=30,
+        loglevel="WARNING",
+    ):
+        run = client.post("/api/tasks/quiet/runs", json={"seconds": 4}).get_json()
+        wait_for_state(client, run["id"], ("STARTED", "PROGRESS"))
+        done, reaped = settle(app, [run["id"]], timeout=30)
+    assert reaped == set()
+    assert done[run["id"]].state == "SUCCESS"
+    assert done[run["id"]].attempts == 1

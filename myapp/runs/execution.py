@@ -2,13 +2,16 @@
 
 A run is claimed by a conditional UPDATE (PENDING/RETRY -> STARTED, or a takeover of
 a STARTED run whose heartbeat lease has lapsed), so of two deliveries of one message
-only one runs at a time. Runs sent by beat or another Celery client have no row yet:
-the worker adopts them here, with the source their message names.
+only one runs at a time. While the task body runs, a heartbeat keeps that lease,
+whether or not the task reports progress. Runs sent by beat or another Celery client
+have no row yet: the worker adopts them here, with the source their message names.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
@@ -37,6 +40,8 @@ from myapp.tasks import (
     TaskDefinition,
     ValidationError,
 )
+
+log = logging.getLogger(__name__)
 
 
 def execute_run(
@@ -77,8 +82,10 @@ def execute_run(
         fail_run(run_id, "ValidationError", problem)
         raise RunFailed(problem)
     progress = ProgressReporter(run_id, on_progress)
+    lease = current_app.config["RUN_LEASE_SECONDS"]
     try:
-        result = definition.func(RunContext(run_id, progress), **params)
+        with Heartbeat(run_id, interval=lease / 3):
+            result = definition.func(RunContext(run_id, progress), **params)
         # Inside the try: a result JSON cannot hold must end the run now, not make
         # the final UPDATE raise and leave it STARTED for the reaper to run again.
         result = jsonable(result)
@@ -191,6 +198,55 @@ def _claim(run_id: str, worker: str | None) -> bool:
             dispatched_at=func.coalesce(Run.dispatched_at, now),
         )
     )
+
+
+class Heartbeat:
+    """Keeps a run's lease while its task body runs, whatever the body does.
+
+    The reaper takes a STARTED run whose heartbeat is older than RUN_LEASE_SECONDS
+    for one whose worker died, and sends it again. Progress reports write the
+    heartbeat too, but a task need not report: a team's function may compute for
+    minutes in one call. This thread writes it every `interval` seconds until the
+    body returns; it dies with its process, so a killed worker still goes quiet.
+    """
+
+    def __init__(self, run_id: str, interval: float):
+        self.run_id = run_id
+        self.interval = interval
+        self._app = current_app._get_current_object()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._beat, name=f"heartbeat-{run_id}", daemon=True
+        )
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        # A beat held up by the database must not hold the worker: one that lands
+        # after the run ended changes nothing (it only touches active runs).
+        self._thread.join(timeout=10)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.interval):
+            # Its own app context: its own session and connection.
+            with self._app.app_context():
+                try:
+                    db.session.execute(
+                        update(Run)
+                        .where(
+                            Run.id == self.run_id,
+                            Run.state.in_(("STARTED", "PROGRESS")),
+                        )
+                        .values(heartbeat_at=utcnow())
+                        .execution_options(synchronize_session=False)
+                    )
+                    db.session.commit()
+                except Exception as exc:  # the database away: the next beat retries
+                    db.session.rollback()
+                    log.warning("run %s: heartbeat not written: %s", self.run_id, exc)
 
 
 class ProgressReporter:
