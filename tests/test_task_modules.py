@@ -8,6 +8,8 @@ from __future__ import annotations
 import enum
 import json
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import timedelta
 from html import unescape
@@ -24,7 +26,16 @@ from myapp.runs import reaper
 from myapp.tasks import RunContext, task
 from myapp.tasks.declaration import declaration_of
 from myapp.tasks.definition import TaskDeclarationError, TaskDefinition
-from myapp.testing import pending_run, settle, sweep, wait_for_state
+from myapp.testing import (
+    ROOT,
+    Worker,
+    app_environ,
+    pending_run,
+    procfile_command,
+    settle,
+    sweep,
+    wait_for_state,
+)
 
 
 class Shade(enum.Enum):
@@ -629,3 +640,76 @@ def test_a_run_quiet_for_longer_than_its_lease_is_not_taken_for_lost(make_app):
     assert reaped == set()
     assert done[run["id"]].state == "SUCCESS"
     assert done[run["id"]].attempts == 1
+
+
+# -- who may start it; starting it again -------------------------------------------
+
+
+def test_the_declared_role_is_enforced(app, make_user):
+    _, viewer = make_user("viewer")
+    _, operator = make_user("operator")
+    body = {"title": "hi"}
+    refused = app.test_client(token=viewer).post(
+        "/api/tasks/every_kind/runs", json=body
+    )
+    assert refused.status_code == 403
+    assert refused.get_json()["error"]["code"] == "forbidden"
+    started = app.test_client(token=operator).post(
+        "/api/tasks/every_kind/runs", json=body
+    )
+    assert started.status_code == 202
+
+
+def test_a_rerun_gets_the_same_python_values(client, worker):
+    body = {"title": "again", "on": SATURDAY, "colour": "blue", "days": ["wed"]}
+    first = client.post("/api/tasks/every_kind/runs", json=body).get_json()
+    wait_for_state(client, first["id"], ("SUCCESS",))
+    response = client.post(f"/api/runs/{first['id']}/rerun")
+    assert response.status_code == 202, response.get_json()
+    second = wait_for_state(client, response.get_json()["id"], ("SUCCESS", "FAILURE"))
+    assert second["params"] == first["params"]
+    assert second["result"] == echoed(
+        title="again", on_weekday=6, colour="BLUE", days=["wed"]
+    )
+
+
+def test_positional_arguments_from_a_celery_client_are_refused(app, client, worker):
+    sent = app.extensions["celery"].send_task("every_kind", args=["hi"])
+    done = wait_for_state(client, sent.id, ("SUCCESS", "FAILURE"))
+    assert done["state"] == "FAILURE"
+    assert done["error"]["type"] == "ValidationError"
+    assert "send parameters by name" in done["error"]["message"]
+
+
+# -- every process reads TASK_MODULES from its environment ---------------------------
+
+
+def test_the_shipped_worker_runs_the_team_task(app, client, tmp_path):
+    worker = Worker.for_app(app, "kinds", tmp_path, concurrency=1)
+    try:
+        run = client.post("/api/tasks/every_kind/runs", json={"title": "proc"})
+        done = wait_for_state(client, run.get_json()["id"], ("SUCCESS", "FAILURE"))
+    finally:
+        worker.stop()
+    assert done["state"] == "SUCCESS", done["error"]
+    assert done["result"] == echoed(title="proc")
+
+
+@pytest.mark.parametrize("process", ["worker", "flask"])
+def test_a_broken_task_module_stops_a_process_at_start(app, tmp_path, process):
+    env = {
+        **app_environ(app),
+        "TASK_MODULES": "tests.task_kinds,tests.bad_tasks.custom_type",
+    }
+    if process == "worker":
+        argv = procfile_command("worker", env)
+    else:
+        argv = [sys.executable, "-m", "flask", "--app", "wsgi", "tasks", "list"]
+    done = subprocess.run(
+        argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode != 0
+    assert (
+        "TaskDeclarationError: task print_page "
+        "(tests.bad_tasks.custom_type.print_page), parameter 'printer'"
+    ) in done.stderr
