@@ -713,3 +713,13 @@ def test_a_broken_task_module_stops_a_process_at_start(app, tmp_path, process):
         "TaskDeclarationError: task print_page "
         "(tests.bad_tasks.custom_type.print_page), parameter 'printer'"
     ) in done.stderr
+
+
+def test_a_progress_report_before_quiet_work_is_shown_while_it_works(client, worker):
+    # The contract's example reports "starting" once, then works: that word is
+    # what the run shows meanwhile, not a bare STARTED.
+    run = client.post("/api/tasks/quiet/runs", json={"seconds": 3}).get_json()
+    working = wait_for_state(client, run["id"], ("PROGRESS", "SUCCESS"), timeout=10)
+    assert working["state"] == "PROGRESS"
+    assert working["progress"] == {"current": 0, "total": 1, "message": "thinking"}
+    assert wait_for_state(client, run["id"], ("SUCCESS",))["result"] == {"slept": 3}
