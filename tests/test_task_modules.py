@@ -17,6 +17,7 @@ from typing import Annotated
 
 import pytest
 from celery.contrib.testing.worker import start_worker
+from prometheus_client.parser import text_string_to_metric_families
 from pydantic import Field
 from werkzeug.datastructures import MultiDict
 
@@ -723,3 +724,22 @@ def test_a_progress_report_before_quiet_work_is_shown_while_it_works(client, wor
     assert working["state"] == "PROGRESS"
     assert working["progress"] == {"current": 0, "total": 1, "message": "thinking"}
     assert wait_for_state(client, run["id"], ("SUCCESS",))["result"] == {"slept": 3}
+
+
+def test_metrics_count_the_team_task_and_its_queue(client, worker):
+    run = client.post("/api/tasks/every_kind/runs", json={"title": "hi"}).get_json()
+    wait_for_state(client, run["id"], ("SUCCESS",))
+    found = {
+        family.name: family.samples
+        for family in text_string_to_metric_families(
+            client.get("/metrics").get_data(as_text=True)
+        )
+    }
+    finished = {
+        (s.labels["task"], s.labels["source"], s.labels["state"]): s.value
+        for s in found["myapp_runs_finished"]
+        if s.name == "myapp_runs_finished_total"
+    }
+    assert finished[("every_kind", "api", "SUCCESS")] >= 1
+    queues = {s.labels["queue"] for s in found["myapp_queue_messages"]}
+    assert queues == {"celery", "maintenance", "reports"}
