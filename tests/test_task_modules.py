@@ -743,3 +743,23 @@ def test_metrics_count_the_team_task_and_its_queue(client, worker):
     assert finished[("every_kind", "api", "SUCCESS")] >= 1
     queues = {s.labels["queue"] for s in found["myapp_queue_messages"]}
     assert queues == {"celery", "maintenance", "reports"}
+
+
+def test_the_cli_enforces_the_declared_role(client, runner, make_user):
+    name, _ = make_user("viewer")
+    result = runner.invoke(
+        args=["tasks", "run", "every_kind", "title=cli", "--as", name]
+    )
+    assert result.exit_code == 1, result.output
+    assert "not started" in result.output
+    assert client.get("/api/runs").get_json()["items"] == []
+
+
+def test_the_history_filters_on_the_team_task(client):
+    run = client.post("/api/tasks/every_kind/runs", json={"title": "hi"}).get_json()
+    client.post("/api/tasks/generate_data/runs", json={"rows": 1})
+    items = client.get("/api/runs?task=every_kind").get_json()["items"]
+    assert [item["id"] for item in items] == [run["id"]]
+    page = client.get("/runs?task=every_kind")
+    assert page.status_code == 200
+    assert f'href="/runs/{run["id"]}"' in page.get_data(as_text=True)
