@@ -4,7 +4,8 @@ shows: the tests name it in TASK_MODULES and start its tasks from every surface.
 `every_kind` takes one parameter of each kind and answers with what reached the
 function, as Python types, so a test can tell `False` from `"false"` and a `date`
 from its text. The others return what JSON cannot hold natively, nothing JSON can
-hold at all, outlive their own time limit, or go to a queue of their own.
+hold at all, outlive their own time limit, go to a queue of their own, or work
+quietly after one progress report.
 """
 
 from __future__ import annotations

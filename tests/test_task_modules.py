@@ -1,7 +1,8 @@
 """A task module outside `myapp` (tests/task_kinds.py), named in TASK_MODULES, on
 every surface: the API and its OpenAPI document, the HTML form, the command line,
-another Celery client; its results, time limit and queue; and the modules and
-declarations that must stop the app at start."""
+another Celery client, the shipped worker, roles, history and metrics; its results,
+time limit, queue, progress and lease; and the modules and declarations
+(tests/bad_tasks/) that must stop the app at start."""
 
 from __future__ import annotations
 
