@@ -20,30 +20,39 @@ NAME = "drain"
 def run(stack: Stack, quick: bool) -> list[Result]:
     count = 300 if quick else 2000
     rounds = 1 if quick else 2
-    ours: list[float] = []
+    noop: list[float] = []
+    generate: list[float] = []
     raw: list[float] = []
     for _ in range(rounds):
-        ours.append(_ours(stack, count))
+        noop.append(_ours(stack, count, "noop", {}))
         raw.append(_baseline(stack, count))
+        generate.append(_ours(stack, count, "generate_data", {"rows": 1, "seconds": 0}))
     note = (
-        f"{count} queued trivial runs (rows=1, seconds=0) drained by one prefork "
-        f"worker (Procfile settings), {rounds} round(s), median; ours "
-        f"{_list(ours)}, no-op {_list(raw)} per second."
+        f"{count} queued runs of bench/tasks.py's `noop` (a team's task that does "
+        f"nothing) drained by one prefork worker (Procfile settings), {rounds} "
+        f"round(s), median; ours {_list(noop)}, raw no-op {_list(raw)} per second."
     )
     return [
         Result(
-            "worker drain (runs/s)",
-            statistics.median(ours),
+            "worker drain, no-op task (runs/s)",
+            statistics.median(noop),
             statistics.median(raw),
             "runs/s",
             ">=",
-            0.6,
+            0.75,
             note,
-        )
+        ),
+        Result(
+            "worker drain, generate_data rows=1 (runs/s)",
+            statistics.median(generate),
+            statistics.median(raw),
+            "runs/s",
+            note=f"context: the same with a data commit per run; {_list(generate)}.",
+        ),
     ]
 
 
-def _ours(stack: Stack, count: int) -> float:
+def _ours(stack: Stack, count: int, task: str, params: dict) -> float:
     from myapp import runs
     from myapp.users import Role
 
@@ -54,8 +63,8 @@ def _ours(stack: Stack, count: int) -> float:
     with app.app_context():
         for _ in range(count):
             runs.start_run(
-                "generate_data",
-                {"rows": 1, "seconds": 0},
+                task,
+                params,
                 source="cli",
                 requester=requester,
             )

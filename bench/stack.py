@@ -56,6 +56,8 @@ BENCH_ENV = {
     "APP_ENV": "production",
     "ALLOWED_HOSTS": "127.0.0.1,localhost",
     "SCHEDULE_SECONDS": "86400",
+    # The benchmark's own tasks (a no-op, a task that logs), declared as a team's.
+    "TASK_MODULES": "bench.tasks",
 }
 
 
@@ -219,6 +221,7 @@ class Stack:
                     "INSTANCE_PATH": env["INSTANCE_PATH"],
                     "MAX_ACTIVE_RUNS": int(BENCH_ENV["MAX_ACTIVE_RUNS"]),
                     "START_RATE_LIMIT": "off",
+                    "TASK_MODULES": BENCH_ENV["TASK_MODULES"],
                 }
             )
             # Thousands of runs started from here: their transition lines would

@@ -96,9 +96,8 @@ def run(stack: Stack, quick: bool) -> list[Result]:
             median["ours"],
             median["baseline"],
             "req/s",
-            ">=",
-            0.75,
-            note,
+            note="context: against a bare apply_async endpoint that records "
+            "nothing. " + note,
         ),
         Result(
             "start throughput vs an endpoint that checks the token and commits a "
@@ -106,8 +105,10 @@ def run(stack: Stack, quick: bool) -> list[Result]:
             median["ours"],
             median["recorded"],
             "req/s",
-            note="context: the cost of our code beyond the work every start must "
-            "do; the same rounds as the row above.",
+            ">=",
+            0.85,
+            "the work every start must do (the outbox promise: the row is committed "
+            "before 202); the same rounds as the row above.",
         ),
     ]
     if any(errors.values()):

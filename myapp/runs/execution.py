@@ -2,13 +2,16 @@
 
 A run is claimed by a conditional UPDATE (PENDING/RETRY -> STARTED, or a takeover of
 a STARTED run whose heartbeat lease has lapsed), so of two deliveries of one message
-only one runs at a time. Runs sent by beat or another Celery client have no row yet:
-the worker adopts them here, with the source their message names.
+only one runs at a time. While the task body runs, a heartbeat keeps that lease,
+whether or not the task reports progress. Runs sent by beat or another Celery client
+have no row yet: the worker adopts them here, with the source their message names.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
@@ -39,6 +42,8 @@ from myapp.tasks import (
     TaskDefinition,
     ValidationError,
 )
+
+log = logging.getLogger(__name__)
 
 
 def execute_run(
@@ -78,13 +83,14 @@ def execute_run(
     if problem is not None:
         fail_run(run_id, "ValidationError", problem)
         raise RunFailed(problem)
-    progress = ProgressReporter(run_id, on_progress)
+    lease = current_app.config["RUN_LEASE_SECONDS"]
+    progress = ProgressReporter(run_id, on_progress, beat=lease / 3)
     try:
-        with run_log(run_id) as logger:
+        with progress, run_log(run_id) as logger:
             result = definition.func(RunContext(run_id, progress, logger), **params)
-            # Inside the try: a result JSON cannot hold must end the run now, not
-            # make the final UPDATE raise and leave it STARTED for the reaper.
-            result = jsonable(result)
+        # A result JSON cannot hold must end the run now, not make the final
+        # UPDATE raise and leave it STARTED for the reaper to run again.
+        result = jsonable(result)
     except RunCancelled:
         db.session.rollback()
         raise RunFailed("the run was cancelled") from None
@@ -197,48 +203,113 @@ def _claim(run_id: str, worker: str | None) -> bool:
 
 
 class ProgressReporter:
-    """Writes progress to the run row at most every `interval` seconds.
+    """Writes progress to the run row, and keeps the run's lease, while the task body
+    runs (`with reporter:`).
 
-    Each write is also the run's heartbeat, and finds out about a cancel: when the
-    row is no longer active the task is stopped with RunCancelled.
+    Reports are written at most every `interval` seconds; one held back is written
+    once the interval is up, so a task's last word ("starting", then minutes of
+    work) is what the run shows. When the task says nothing, the heartbeat alone is
+    written every `beat` seconds: a task need not report to keep its lease (the
+    reaper takes a run silent for RUN_LEASE_SECONDS for one whose worker died).
+    Those writes come from a thread, which dies with its process, so a killed
+    worker still goes quiet.
+
+    Each write finds out about a cancel: once the row is no longer active, the
+    task is stopped with RunCancelled (at its next report).
     """
 
     def __init__(
-        self, run_id: str, hook: ProgressHook | None = None, interval: float = 0.2
+        self,
+        run_id: str,
+        hook: ProgressHook | None = None,
+        interval: float = 0.2,
+        beat: float = 10.0,
     ):
         self.run_id = run_id
         self.hook = hook
         self.interval = interval
+        self.beat = beat
         self.last: tuple[int, int, str] | None = None
         # The claim has just written the heartbeat: the first report can wait.
         self._written_at = time.monotonic()
+        self._pending = False
+        self._cancelled = False
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._app = current_app._get_current_object()
+        self._thread = threading.Thread(
+            target=self._keep_up, name=f"progress-{run_id}", daemon=True
+        )
+
+    def __enter__(self) -> ProgressReporter:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        # A write held up by the database must not hold the worker: one that lands
+        # after the run ended changes nothing (it only touches active runs).
+        self._thread.join(timeout=10)
 
     def __call__(self, current: int, total: int, message: str) -> None:
+        if self._cancelled:
+            raise RunCancelled(self.run_id)
         self.last = (current, total, message)
         if self.hook is not None:
             self.hook(current, total, message)
-        now = time.monotonic()
-        # Reports are throttled, the last one included: a cancel that lands after it
-        # is caught by the data commit itself (DataStore.cancel_run).
-        if now - self._written_at < self.interval:
-            return
-        self._written_at = now
-        result = db.session.execute(
-            update(Run)
-            .where(Run.id == self.run_id, Run.state.in_(("STARTED", "PROGRESS")))
-            .values(
+        with self._lock:
+            if time.monotonic() - self._written_at < self.interval:
+                self._pending = True  # written when the interval is up
+                return
+            active = self._write()
+        if not active:
+            raise RunCancelled(self.run_id)
+
+    def _write(self) -> bool:
+        """The last report (or the heartbeat alone) into the row, under the lock;
+        False when the run is no longer active."""
+        values: dict[str, Any] = {"heartbeat_at": utcnow()}
+        if self.last is not None:
+            current, total, message = self.last
+            values.update(
                 state="PROGRESS",
                 progress_current=current,
                 progress_total=total,
                 progress_message=message[:200],
-                heartbeat_at=utcnow(),
             )
+        result = db.session.execute(
+            update(Run)
+            .where(Run.id == self.run_id, Run.state.in_(("STARTED", "PROGRESS")))
+            .values(**values)
             .execution_options(synchronize_session=False)
         )
         db.session.commit()
+        self._written_at = time.monotonic()
+        self._pending = False
         if result.rowcount == 0:
-            raise RunCancelled(self.run_id)
-        notify(self.run_id)
+            self._cancelled = True
+        elif self.last is not None:
+            notify(self.run_id)  # a heartbeat alone changes nothing a waiter sees
+        return result.rowcount == 1
+
+    def _keep_up(self) -> None:
+        while not self._stop.wait(self.interval):
+            with self._lock:
+                quiet = time.monotonic() - self._written_at
+                if self._cancelled or not (
+                    (self._pending and quiet >= self.interval) or quiet >= self.beat
+                ):
+                    continue
+                # Its own app context: its own session and connection.
+                with self._app.app_context():
+                    try:
+                        self._write()
+                    except Exception as exc:  # the database away: try again later
+                        db.session.rollback()
+                        self._written_at = time.monotonic()
+                        log.warning(
+                            "run %s: progress not written: %s", self.run_id, exc
+                        )
 
 
 def _jsonable(value: Mapping[str, Any]) -> dict[str, Any]:

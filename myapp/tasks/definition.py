@@ -223,8 +223,9 @@ class TaskDefinition:
                 out[name] = value
             elif value == "" or value is None:
                 # Blank: the default (or "is required"), never an empty value of
-                # another kind. A text parameter that may be none is none.
-                if spec.nullable and spec.kind == "string":
+                # another kind. A text or a choice that may be none is none (the
+                # form's "(any)" option is blank).
+                if spec.nullable and spec.kind in ("string", "choice"):
                     out[name] = None
             elif spec.multiple and isinstance(value, str):
                 out[name] = [part.strip() for part in value.split(",") if part.strip()]
@@ -232,7 +233,18 @@ class TaskDefinition:
                 out[name] = None
             else:
                 out[name] = value
+            if spec is not None and spec.kind == "choice" and name in out:
+                out[name] = self._choice(name, out[name])
         return out
+
+    def _choice(self, name: str, value: Any) -> Any:
+        """Text as the choice it names: "2" is the 2 of `Literal[1, 2, 3]` (pydantic
+        reads "2" as an int, but never as an int literal)."""
+        item = _item_schema(self.schema()["properties"][name]) or {}
+        by_text = {str(choice): choice for choice in _choices(item)}
+        if isinstance(value, list):
+            return [by_text.get(v, v) if isinstance(v, str) else v for v in value]
+        return by_text.get(value, value) if isinstance(value, str) else value
 
     def _messages(self, exc: pydantic.ValidationError) -> dict[str, str]:
         messages: dict[str, str] = {}
@@ -332,12 +344,25 @@ def _parameters_model(
         )
         model.model_json_schema()
     except (pydantic.PydanticUserError, pydantic.PydanticSchemaGenerationError) as exc:
+        culprit = _undescribable(fields)
+        which = f", parameter {culprit!r}" if culprit else ""
         raise TaskDeclarationError(
-            f"task {declaration.name} ({where}): a parameter type cannot be "
+            f"task {declaration.name} ({where}){which}: its type cannot be "
             f"described: {str(exc).splitlines()[0]}"
         ) from None
     _check_defaults(declaration, model, skip=settings_bounded)
     return model
+
+
+def _undescribable(fields: Mapping[str, tuple[Any, Any]]) -> str | None:
+    """The first parameter whose type pydantic cannot describe on its own (the
+    model's error names the type, not the parameter)."""
+    for name, (annotation, _) in fields.items():
+        try:
+            pydantic.TypeAdapter(annotation).json_schema()
+        except (pydantic.PydanticUserError, pydantic.PydanticSchemaGenerationError):
+            return name
+    return None
 
 
 def _settings_bounds(annotation: Any, config: Mapping[str, Any], prefix: str) -> Any:
@@ -418,6 +443,16 @@ def _param_field(
     )
 
 
+def _item_schema(schema: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The schema of one value of a parameter: without its `null` option, its
+    items' for a list; None for a union of several kinds."""
+    options = [s for s in schema.get("anyOf", [schema]) if s.get("type") != "null"]
+    if len(options) != 1:
+        return None
+    single = options[0]
+    return single.get("items") if single.get("type") == "array" else single
+
+
 def _kind(schema: Mapping[str, Any]) -> str | None:
     if _choices(schema):
         return "choice"
@@ -434,9 +469,12 @@ def _choices(schema: Mapping[str, Any]) -> list[Any]:
     return list(schema.get("enum", []))
 
 
-def _inline(node: Any, definitions: Mapping[str, Any]) -> Any:
+def _inline(
+    node: Any, definitions: Mapping[str, Any], *, properties: bool = False
+) -> Any:
     """`node` with every `$ref` to `$defs` replaced by its target, titles dropped
-    (forms and OpenAPI documents read it as one piece)."""
+    (forms and OpenAPI documents read it as one piece). `properties`: `node` maps
+    parameter names to their schemas."""
     if isinstance(node, list):
         return [_inline(item, definitions) for item in node]
     if not isinstance(node, dict):
@@ -445,10 +483,14 @@ def _inline(node: Any, definitions: Mapping[str, Any]) -> Any:
         target = definitions[node["$ref"].rsplit("/", 1)[-1]]
         rest = {k: v for k, v in node.items() if k != "$ref"}
         return _inline({**target, **rest}, definitions)
+    if properties:
+        # Parameter names, not schema keywords: a parameter may be called `title`
+        # or `default` like any other.
+        return {name: _inline(value, definitions) for name, value in node.items()}
     return {
         key: value
         if key in ("default", "enum", "const")
-        else _inline(value, definitions)
+        else _inline(value, definitions, properties=key == "properties")
         for key, value in node.items()
         if key != "title"
     }
