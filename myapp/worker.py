@@ -9,6 +9,7 @@ import logging
 from typing import Any
 
 from celery import Celery, Task
+from celery.exceptions import TimeLimitExceeded
 from celery.signals import worker_process_init, worker_ready
 from flask import Flask, current_app
 from kombu import Queue
@@ -32,6 +33,20 @@ def celery_init_app(app: Flask) -> Celery:
         def __call__(self, *args: Any, **kwargs: Any) -> Any:
             with app.app_context():
                 return self.run(*args, **kwargs)
+
+        def on_failure(self, exc: Any, task_id: str, *_: Any) -> None:
+            # A task killed at its hard limit (it ignored the soft one) never gets
+            # to record that; the worker's main process does, so its row does not
+            # stay STARTED for the reaper to run it again.
+            if isinstance(exc, TimeLimitExceeded):
+                with app.app_context():
+                    runs.fail_run(
+                        task_id,
+                        "TimeLimitExceeded",
+                        f"the run took longer than its hard time limit "
+                        f"({float(exc.args[0] if exc.args else 0):g} s) and was "
+                        "stopped",
+                    )
 
     celery_app = Celery(app.import_name, task_cls=FlaskTask)
     celery_app.config_from_object("celeryconfig")

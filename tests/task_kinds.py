@@ -10,6 +10,7 @@ quietly after one progress report.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import time
 from datetime import date, datetime
@@ -101,6 +102,17 @@ def slow(ctx: RunContext, seconds: float = 30) -> dict[str, float]:
     """Sleep longer than its own time limit allows."""
     time.sleep(seconds)
     return {"slept": seconds}
+
+
+@task(role="operator", time_limit=2)
+def stubborn(ctx: RunContext, seconds: float = 8) -> str:
+    """Swallow the soft time limit (a broad `except`): only the hard limit stops it."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        # The point: it swallows the soft limit with everything else.
+        with contextlib.suppress(Exception):
+            time.sleep(0.1)
+    return "never"
 
 
 @task(role="operator", queue="reports")

@@ -556,6 +556,16 @@ def test_a_run_past_its_own_time_limit_ends_failure(client, prefork_worker):
     assert done["duration_s"] < 5
 
 
+def test_a_run_killed_at_its_hard_limit_ends_failure_once(client, prefork_worker):
+    # It ignores the soft limit, so the pool kills it at the hard one: the worker
+    # records that at once (no STARTED row for the reaper to run again).
+    run = client.post("/api/tasks/stubborn/runs", json={}).get_json()
+    done = wait_for_state(client, run["id"], ("SUCCESS", "FAILURE"), timeout=30)
+    assert done["state"] == "FAILURE" and done["attempts"] == 1
+    assert done["error"]["type"] == "TimeLimitExceeded"
+    assert "hard time limit (2 s)" in done["error"]["message"]
+
+
 def test_the_reaper_holds_each_run_to_its_own_task_limit(app):
     with app.app_context():
         assert reaper.hard_time_limit("slow") == 2
