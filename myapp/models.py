@@ -78,7 +78,7 @@ class Run(db.Model):
     # it. Names, not keys: the history outlives any change to the users table.
     created_by: Mapped[str | None] = mapped_column(String(USER_NAME_LENGTH), index=True)
     cancelled_by: Mapped[str | None] = mapped_column(String(USER_NAME_LENGTH))
-    # Lines the task logged past RUN_LOG_MAX_LINES (the kept ones are RunLogLine).
+    # Lines the task logged past RUN_LOG_MAX_LINES (the kept ones are RunLogBatch).
     log_dropped: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     @property
@@ -126,28 +126,23 @@ class Run(db.Model):
         }
 
 
-class RunLogLine(db.Model):
-    """One line a task wrote to its run's log (`ctx.log`): the task's words, shown
-    to whoever may read the run. Deleted with the run."""
+class RunLogBatch(db.Model):
+    """Lines a task wrote to its run's log (`ctx.log`), as one flush wrote them:
+    one row per batch (a write costs one row, whatever the task logs), each line
+    `[seq, at, level, message]`. The task's words, shown to whoever may read the
+    run; deleted with the run."""
 
-    __tablename__ = "run_log_lines"
+    __tablename__ = "run_log_batches"
 
     run_id: Mapped[str] = mapped_column(
         String(64), ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True
     )
-    # 1, 2, … per run: readers ask for the lines after the last seq they saw.
-    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    at: Mapped[datetime] = mapped_column(DateTime)
-    level: Mapped[str] = mapped_column(String(10))
-    message: Mapped[str] = mapped_column(Text)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "seq": self.seq,
-            "at": isoformat(self.at),
-            "level": self.level,
-            "message": self.message,
-        }
+    # Seqs are 1, 2, … per run; a reader asks for the lines after the last it saw.
+    first_seq: Mapped[int] = mapped_column(
+        Integer, primary_key=True, autoincrement=False
+    )
+    last_seq: Mapped[int] = mapped_column(Integer)
+    lines: Mapped[list[Any]] = mapped_column(JSON)
 
 
 class User(UserMixin, db.Model):

@@ -11,7 +11,7 @@ import requests
 from sqlalchemy import func, select, update
 
 from myapp.extensions import db
-from myapp.models import Run, RunLogLine, utcnow
+from myapp.models import Run, RunLogBatch, utcnow
 from myapp.testing import sign_in, wait_for, wait_for_state
 
 TASKS = "tests.log_tasks"
@@ -93,7 +93,7 @@ def test_logs_are_deleted_with_the_run_by_prune(make_app, worker_for):
     assert client.get(f"/api/runs/{run_id}/logs").status_code == 404
     with app.app_context():
         left = db.session.scalar(
-            select(func.count()).where(RunLogLine.run_id == run_id)
+            select(func.count()).where(RunLogBatch.run_id == run_id)
         )
     assert left == 0
 

@@ -1,7 +1,8 @@
 """run logs
 
-Each run's own log lines (`ctx.log`), keyed by (run, seq) and deleted with the run,
-and the count of lines dropped past RUN_LOG_MAX_LINES on the run. The new column has
+Each run's own log lines (`ctx.log`), one row per batch a flush wrote (keyed by run
+and first seq, deleted with the run), and the count of lines dropped past
+RUN_LOG_MAX_LINES on the run. The new column has
 a server default, so it is added in place and the previous release keeps working.
 
 Revision ID: 0003
@@ -22,14 +23,13 @@ depends_on = None
 
 def upgrade():
     op.create_table(
-        "run_log_lines",
+        "run_log_batches",
         sa.Column("run_id", sa.String(length=64), nullable=False),
-        sa.Column("seq", sa.Integer(), autoincrement=False, nullable=False),
-        sa.Column("at", sa.DateTime(), nullable=False),
-        sa.Column("level", sa.String(length=10), nullable=False),
-        sa.Column("message", sa.Text(), nullable=False),
+        sa.Column("first_seq", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("last_seq", sa.Integer(), nullable=False),
+        sa.Column("lines", sa.JSON(), nullable=False),
         sa.ForeignKeyConstraint(["run_id"], ["runs.id"], ondelete="CASCADE"),
-        sa.PrimaryKeyConstraint("run_id", "seq"),
+        sa.PrimaryKeyConstraint("run_id", "first_seq"),
     )
     with op.batch_alter_table("runs", schema=None) as batch_op:
         batch_op.add_column(
@@ -40,4 +40,4 @@ def upgrade():
 def downgrade():
     with op.batch_alter_table("runs", schema=None) as batch_op:
         batch_op.drop_column("log_dropped")
-    op.drop_table("run_log_lines")
+    op.drop_table("run_log_batches")

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
+import time
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,7 +32,7 @@ from flask import current_app
 from sqlalchemy import Connection, Engine, func, insert, select, update
 
 from myapp.extensions import db
-from myapp.models import Run, RunLogLine, utcnow
+from myapp.models import Run, RunLogBatch
 
 log = logging.getLogger(__name__)
 
@@ -51,40 +53,48 @@ class RunLogHandler(logging.Handler):
         # Lines earlier attempts kept, read at the first write (a run that logs
         # nothing costs no query).
         self.base: int | None = None
+        # Past the limit: counted by the task's thread as it logs (`dropped`), or
+        # by the write, for lines an earlier attempt's count pushed over (`refused`).
         self.dropped = 0
+        self.refused = 0
         self._written_dropped = 0
-        self._pending: list[dict[str, Any]] = []
+        self._pending: list[tuple[int, float, str, str]] = []
         self._flushing = threading.Lock()
         self._failed = False
 
     def emit(self, record: logging.LogRecord) -> None:
-        try:
-            message = record.getMessage()
-        except Exception:  # a bad format string is the task's bug, not a crash
-            message = str(record.msg)
-        if record.exc_info and record.exc_info[1] is not None:
-            exc = record.exc_info[1]
-            message += f" ({type(exc).__name__}: {exc})"
+        """A record from a logger this handler was added to (ctx.log itself
+        makes none)."""
+        self.add(
+            record.levelno,
+            _text(record.msg, record.args, record.exc_info),
+            record.created,
+        )
+
+    def add(self, level: int, message: str, created: float) -> None:
         with self.lock:  # type: ignore[union-attr]
             if self.seq >= self.max_lines:  # past the limit whatever came before
                 self.dropped += 1
                 return
             self.seq += 1
+            # A tuple now, a row at the write: the task's thread does the least.
             self._pending.append(
-                {
-                    "run_id": self.run_id,
-                    "seq": self.seq,
-                    "at": utcnow(),
-                    "level": record.levelname[:10],
-                    "message": message[:MAX_LINE],
-                }
+                (self.seq, created, logging.getLevelName(level), message[:MAX_LINE])
             )
+
+    def full(self) -> bool:
+        """Past the limit: count the line instead of making its record."""
+        if self.seq < self.max_lines:  # only grows, under the lock, in emit
+            return False
+        with self.lock:  # type: ignore[union-attr]
+            self.dropped += 1
+        return True
 
     def flush(self) -> None:
         with self._flushing:  # the flusher and the run's end never write twice
             with self.lock:  # type: ignore[union-attr]
                 lines, self._pending = self._pending, []
-            if not lines and self.dropped == self._written_dropped:
+            if not lines and self.dropped + self.refused == self._written_dropped:
                 return
             try:
                 with self.engine.begin() as connection:
@@ -101,32 +111,70 @@ class RunLogHandler(logging.Handler):
                 return
             self._failed = False
 
-    def _write(self, connection: Connection, lines: list[dict[str, Any]]) -> None:
+    def _write(
+        self, connection: Connection, lines: list[tuple[int, float, str, str]]
+    ) -> None:
         if self.base is None:
             # A later attempt (a retry, a takeover) goes on after the lines kept.
             self.base = connection.scalar(
-                select(func.coalesce(func.max(RunLogLine.seq), 0)).where(
-                    RunLogLine.run_id == self.run_id
+                select(func.coalesce(func.max(RunLogBatch.last_seq), 0)).where(
+                    RunLogBatch.run_id == self.run_id
                 )
             )
         base = self.base or 0
         kept = [
-            {**line, "seq": base + line["seq"]}
-            for line in lines
-            if base + line["seq"] <= self.max_lines
+            [base + seq, _iso(created), level[:10], message]
+            for seq, created, level, message in lines
+            if base + seq <= self.max_lines
         ]
         if kept:
-            connection.execute(insert(RunLogLine), kept)
-        with self.lock:  # type: ignore[union-attr]
-            dropped = self.dropped + len(lines) - len(kept)
+            connection.execute(
+                insert(RunLogBatch).values(
+                    run_id=self.run_id,
+                    first_seq=kept[0][0],
+                    last_seq=kept[-1][0],
+                    lines=kept,
+                )
+            )
+        refused = self.refused + len(lines) - len(kept)
+        dropped = self.dropped + refused
         if dropped != self._written_dropped:
             connection.execute(
                 update(Run).where(Run.id == self.run_id).values(log_dropped=dropped)
             )
         # Only once the transaction is in: a failed write keeps its lines.
+        self.refused = refused
         self._written_dropped = dropped
-        with self.lock:  # type: ignore[union-attr]
-            self.dropped = dropped
+
+
+class RunLogger(logging.Logger):
+    """`ctx.log`: a Logger that writes each call straight into its run's buffer.
+
+    It makes no LogRecord (no caller lookup, no process and thread names): that is
+    most of what a logging call costs, and a task may log thousands of lines a
+    second. Lines past the limit are only counted. Handlers added to it are not
+    called; use a logger of your own for the worker's log.
+    """
+
+    def __init__(self, handler: RunLogHandler):
+        super().__init__(f"myapp.run.{handler.run_id}", logging.INFO)
+        self.propagate = False
+        self.run_handler = handler
+
+    def isEnabledFor(self, level: int) -> bool:
+        return level >= self.level and not self.run_handler.full()
+
+    def _log(  # type: ignore[override]
+        self,
+        level: int,
+        msg: object,
+        args: Any,
+        exc_info: Any = None,
+        extra: Any = None,
+        stack_info: bool = False,
+        stacklevel: int = 1,
+    ) -> None:
+        self.run_handler.add(level, _text(msg, args, exc_info), time.time())
 
 
 class _Flusher:
@@ -162,9 +210,7 @@ def _process_flusher() -> _Flusher:
 def run_log(run_id: str) -> Iterator[logging.Logger]:
     """`ctx.log` for one attempt at a run; its lines are all written on exit."""
     handler = RunLogHandler(run_id, db.engine, current_app.config["RUN_LOG_MAX_LINES"])
-    logger = logging.Logger(f"myapp.run.{run_id}", logging.INFO)
-    logger.propagate = False
-    logger.addHandler(handler)
+    logger = RunLogger(handler)
     flusher = _process_flusher()
     flusher.handlers.add(handler)
     try:
@@ -183,15 +229,44 @@ def run_log(run_id: str) -> Iterator[logging.Logger]:
 
 
 def read_lines(run: Run, after: int = 0, limit: int = 500) -> dict[str, Any]:
-    """The run's lines after seq `after`, as the API answers them."""
-    lines = db.session.scalars(
-        select(RunLogLine)
-        .where(RunLogLine.run_id == run.id, RunLogLine.seq > after)
-        .order_by(RunLogLine.seq)
-        .limit(limit)
+    """The run's lines after seq `after` (at most about `limit`), as the API
+    answers them."""
+    batches = db.session.scalars(
+        select(RunLogBatch.lines)
+        .where(RunLogBatch.run_id == run.id, RunLogBatch.last_seq > after)
+        .order_by(RunLogBatch.first_seq)
+        .limit(max(1, limit // 50))
     ).all()
+    lines = [
+        {"seq": seq, "at": at, "level": level, "message": message}
+        for batch in batches
+        for seq, at, level, message in batch
+        if seq > after
+    ][:limit]
     return {
-        "lines": [line.to_dict() for line in lines],
-        "next": lines[-1].seq if lines else after,
+        "lines": lines,
+        "next": lines[-1]["seq"] if lines else after,
         "dropped": run.log_dropped or 0,
     }
+
+
+def _text(msg: object, args: Any, exc_info: Any) -> str:
+    """A line's text: the message with its arguments, and an exception's type and
+    message, never its traceback (readers of the run see this)."""
+    try:
+        message = str(msg) % args if args else str(msg)
+    except Exception:  # a bad format string is the task's bug, not a crash
+        message = f"{msg} {args!r}"
+    if exc_info:
+        exc = sys.exc_info()[1] if exc_info is True else exc_info
+        if isinstance(exc, tuple):
+            exc = exc[1]
+        if isinstance(exc, BaseException):
+            message += f" ({type(exc).__name__}: {exc})"
+    return message
+
+
+def _iso(created: float) -> str:
+    """A line's time as the API writes times (ISO 8601 UTC, milliseconds)."""
+    seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
+    return f"{seconds}.{int(created * 1000) % 1000:03d}Z"

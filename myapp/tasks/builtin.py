@@ -18,7 +18,7 @@ from pydantic import Field
 from sqlalchemy import delete, select
 
 from myapp.extensions import db, get_store
-from myapp.models import FINISHED_STATES, Run, RunLogLine, utcnow
+from myapp.models import FINISHED_STATES, Run, RunLogBatch, utcnow
 from myapp.store import CATEGORIES, Category
 from myapp.tasks.declaration import FromSetting, task
 from myapp.tasks.definition import RunContext
@@ -106,8 +106,8 @@ def prune_runs(
     # Their log lines first (the foreign key cascades too, but SQLite does not
     # enforce foreign keys unless asked).
     db.session.execute(
-        delete(RunLogLine)
-        .where(RunLogLine.run_id.in_(select(Run.id).where(*old)))
+        delete(RunLogBatch)
+        .where(RunLogBatch.run_id.in_(select(Run.id).where(*old)))
         .execution_options(synchronize_session=False)
     )
     result = db.session.execute(
