@@ -30,6 +30,7 @@ TASK = "generate_data"
 # polling.GIVE_UP_MS the page stops polling it).
 WAITING_WARN_SECONDS = 10
 HISTORY_LIMIT = 200
+TASK_RUNS_LIMIT = 50
 OUTCOME_COLOURS = {"SUCCESS": "#2e7d32", "FAILURE": "#c62828", "REVOKED": "#757575"}
 
 
@@ -83,8 +84,8 @@ def form_params(rows: Any, seconds: Any) -> dict[str, Any]:
     return raw
 
 
-def start(raw: Mapping[str, Any], *, mode: Mode | str) -> Started:
-    """Admit a run of generate_data exactly as the API does.
+def start(raw: Mapping[str, Any], *, mode: Mode | str, task: str = TASK) -> Started:
+    """Admit a run of `task` exactly as the API does.
 
     Queued mode sends its Celery message; background mode records the run and hands
     its id to the Dash background job (the job claims that run, and if no job ever
@@ -99,7 +100,7 @@ def start(raw: Mapping[str, Any], *, mode: Mode | str) -> Started:
                 "was started. Try again when it is back, or use queued mode."
             )
         run, _ = runs.start_run(
-            TASK,
+            task,
             raw,
             source=mode.source,
             requester=current_requester(),
@@ -108,6 +109,8 @@ def start(raw: Mapping[str, Any], *, mode: Mode | str) -> Started:
         )
     except ValidationError as exc:
         return Started(field_errors=exc.fields)
+    except UnknownTask as exc:
+        return Started(message=f"Not started: there is no task named {exc}.")
     except (runs.StartRefused, runs.NotAllowed) as exc:
         return Started(message=f"Not started: {exc}.")
     except SQLAlchemyError as exc:
@@ -176,15 +179,16 @@ def worker_name() -> str:
 # -- describing runs ------------------------------------------------------------------
 
 
-def run_in_flight(user: str | None) -> Run | None:
-    """The user's newest run started from the Dash page that has not ended (nor
-    been given up on): what a reloaded page follows again, in either mode."""
+def run_in_flight(user: str | None, task: str = TASK) -> Run | None:
+    """The user's newest run of `task` started from a Dash page that has not ended
+    (nor been given up on): what a reloaded page follows again, in either mode."""
     if user is None:
         return None
     run = db.session.scalar(
         select(Run)
         .where(
             Run.created_by == user,
+            Run.task == task,
             Run.source.in_([m.source for m in Mode]),
             Run.state.in_(ACTIVE_STATES),
         )
@@ -222,39 +226,61 @@ def _params_text(params: Mapping[str, Any] | None) -> str:
     return ", ".join(f"{k}={v}" for k, v in (params or {}).items())
 
 
-def describe(run: Run | None, *, mode: Mode | str) -> str:
-    """One honest line about a run: what it is doing or how it ended."""
+# What a page that speaks to people calls each state (the task pages; the main
+# page keeps its state names, which its users and tests read).
+STATE_WORDS = {
+    "PENDING": "Queued",
+    "STARTED": "Running",
+    "PROGRESS": "Running",
+    "RETRY": "Retrying",
+    "SUCCESS": "Finished",
+    "FAILURE": "Failed",
+    "REVOKED": "Cancelled",
+}
+
+
+def describe(run: Run | None, *, mode: Mode | str, plain: bool = False) -> str:
+    """One honest line about a run: what it is doing or how it ended. `plain`
+    lines start with a word people use ("Running", "Cancelled"), the others with
+    the run's state."""
     if run is None:
-        return "FAILURE: the run is not in the history (was it pruned?)."
+        head = "Failed" if plain else "FAILURE"
+        return f"{head}: the run is not in the history (was it pruned?)."
+    head = STATE_WORDS[run.state] if plain else run.state
     short = run.id[:8]
-    label = f"{mode} run {short}"
+    label = f"{mode} run {short}" + (f" of {run.task}" if plain else "")
+    took = f" in {run.duration_s:.2f} s" if run.duration_s is not None else ""
     if run.state == "SUCCESS":
+        if plain:
+            return f"{head}: {label} finished{took}."
         rows = (run.result or {}).get("rows", 0)
-        took = f" in {run.duration_s:.2f} s" if run.duration_s is not None else ""
-        return f"SUCCESS: {label} appended {rows} rows{took}."
+        return f"{head}: {label} appended {rows} rows{took}."
     if run.state == "FAILURE":
-        return f"FAILURE: {label}: {run.error_type}: {run.error_message}"
+        return f"{head}: {label}: {run.error_type}: {run.error_message}"
     if run.state == "REVOKED":
-        return f"REVOKED: {label} was cancelled; nothing was appended."
+        if plain:
+            by = f" by {run.cancelled_by}" if run.cancelled_by else ""
+            return f"{head}: {label} was cancelled{by}."
+        return f"{head}: {label} was cancelled; nothing was appended."
     if run.state == "PENDING":
         waited = (utcnow() - run.created_at).total_seconds()
         if run.dispatched_at is None:
             return (
-                f"PENDING: {label} is queued, waiting for the broker "
+                f"{head}: {label} is queued, waiting for the broker "
                 f"({waited:.0f} s); it is sent when the broker is back."
             )
         if waited > WAITING_WARN_SECONDS:
             return (
-                f"PENDING: {label} has waited {waited:.0f} s for a worker. "
+                f"{head}: {label} has waited {waited:.0f} s for a worker. "
                 "Is a worker running?"
             )
-        return f"PENDING: {label} is queued."
+        return f"{head}: {label} is queued."
     if run.state == "RETRY":
-        return f"RETRY: {label} hit a transient error and will retry."
+        return f"{head}: {label} hit a transient error and will retry."
     progress = ""
     if run.progress_total:
         progress = f": {run.progress_message}"
-    return f"{run.state}: {label} is running{progress}."
+    return f"{head}: {label} is running{progress}."
 
 
 def poll_interval_ms(run: Run | None, took_ms: float) -> int:
@@ -359,6 +385,12 @@ def history(filters: Mapping[str, str | None]) -> list[Run]:
     return items
 
 
+def task_runs(task: str, limit: int = TASK_RUNS_LIMIT) -> list[Run]:
+    """The newest runs of one task, from every source."""
+    items, _ = runs.list_runs(runs.RunFilter(task=task), limit=limit)
+    return items
+
+
 def history_rows(items: Sequence[Run]) -> list[dict[str, Any]]:
     rows = []
     for run in items:
@@ -369,6 +401,7 @@ def history_rows(items: Sequence[Run]) -> list[dict[str, Any]]:
                 "task": run.task,
                 "source": run.source,
                 "state": run.state,
+                "status": STATE_WORDS[run.state].lower(),
                 "params": _params_text(run.params),
                 "created_by": run.created_by or "",
                 "progress": run.progress_message or "",

@@ -1,0 +1,101 @@
+"""A finished run's result as a person reads it (the contract's "Result views").
+
+A result object with a `table` (a list of row objects) is a grid, one with a
+`figure` (a Plotly figure) a chart, both when it has both; what else it holds, and
+any other result, is shown as formatted JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import dash_ag_grid as dag
+from dash import dcc, html
+
+from myapp.dashboard import ids
+
+# Rows a grid is given at once; a bigger table is cut, and the page says so.
+MAX_TABLE_ROWS = 5000
+
+
+def table_of(result: Any) -> list[dict[str, Any]] | None:
+    """The result's `table` if it is a list of row objects."""
+    if not isinstance(result, Mapping):
+        return None
+    table = result.get("table")
+    if isinstance(table, list) and all(isinstance(row, Mapping) for row in table):
+        return [dict(row) for row in table]
+    return None
+
+
+def figure_of(result: Any) -> dict[str, Any] | None:
+    """The result's `figure` if it looks like a Plotly figure (data and/or layout)."""
+    if not isinstance(result, Mapping):
+        return None
+    figure = result.get("figure")
+    if isinstance(figure, Mapping) and (
+        isinstance(figure.get("data"), list) or isinstance(figure.get("layout"), dict)
+    ):
+        return dict(figure)
+    return None
+
+
+def result_view(result: Any) -> list[Any]:
+    """The children of `result-view` for a finished run's result."""
+    table, figure = table_of(result), figure_of(result)
+    parts: list[Any] = []
+    if figure is not None:
+        parts.append(dcc.Graph(id=ids.RESULT_GRAPH, figure=figure))
+    if table is not None:
+        parts.extend(_grid(table))
+    rest = result
+    if isinstance(result, Mapping) and (table is not None or figure is not None):
+        shown = {k for k, v in (("table", table), ("figure", figure)) if v is not None}
+        rest = {k: v for k, v in result.items() if k not in shown}
+        if not rest:
+            return parts
+    parts.append(
+        html.Pre(json.dumps(rest, indent=2, sort_keys=False), className="result-json")
+    )
+    return parts
+
+
+def _grid(table: list[dict[str, Any]]) -> list[Any]:
+    columns: dict[str, None] = {}
+    for row in table[:MAX_TABLE_ROWS]:
+        columns.update(dict.fromkeys(str(key) for key in row))
+    parts: list[Any] = [
+        dag.AgGrid(
+            id=ids.RESULT_GRID,
+            columnDefs=[{"field": name} for name in columns],
+            rowData=table[:MAX_TABLE_ROWS],
+            defaultColDef={
+                "resizable": True,
+                "sortable": True,
+                "filter": True,
+                "minWidth": 90,
+            },
+            columnSize="autoSize",
+            dashGridOptions={"animateRows": False},
+            style={"height": "360px", "width": "100%"},
+            className="ag-theme-alpine",
+        )
+    ]
+    if len(table) > MAX_TABLE_ROWS:
+        parts.append(
+            html.P(
+                f"Showing the first {MAX_TABLE_ROWS:,} of {len(table):,} rows.",
+                className="muted",
+            )
+        )
+    return parts
+
+
+def waiting_view() -> html.P:
+    """What `result-view` shows before a run of this page has finished."""
+    return html.P(
+        "The result of a run started here appears here when it finishes.",
+        className="muted",
+    )
