@@ -166,10 +166,10 @@ def test_bad_values_show_field_messages_and_start_nothing(app, live, dash_duo):
     for mode in ("background", "queued"):
         run(dash_duo, mode)
         for name, message in (
-            ("label", "is required"),
-            ("count", "must be at most 5"),
-            ("ratio", "must be a number"),
-            ("sizes", "item 2: must be an integer"),
+            ("label", "Label is required"),
+            ("count", "Count must be at most 5"),
+            ("ratio", "Ratio must be a number"),
+            ("sizes", "Sizes item 2: must be an integer"),
         ):
             dash_duo.wait_for_text_to_equal(f"#{ids.param_error_id(name)}", message)
         refused = status(dash_duo)

@@ -70,7 +70,8 @@ def page_for(pathname: str) -> Any:
             return task_page.not_found(f"There is no task named {name!r}.")
         definition = get_definition(name)
         following = core.run_in_flight(requester.name, name)
-        return task_page.task_page(definition, requester, following)
+        latest = core.latest_result(name)
+        return task_page.task_page(definition, requester, following, latest)
     return task_page.not_found(f"There is no Dash page at {pathname}.")
 
 

@@ -252,7 +252,8 @@ def describe(run: Run | None, *, mode: Mode | str, plain: bool = False) -> str:
     took = f" in {run.duration_s:.2f} s" if run.duration_s is not None else ""
     if run.state == "SUCCESS":
         if plain:
-            return f"{head}: {label} finished{took}."
+            took = f" took {run.duration_s:.2f} s" if run.duration_s is not None else ""
+            return f"{head}: {label}{took}."
         rows = (run.result or {}).get("rows", 0)
         return f"{head}: {label} appended {rows} rows{took}."
     if run.state == "FAILURE":
@@ -383,6 +384,12 @@ def history(filters: Mapping[str, str | None]) -> list[Run]:
     parsed = runs.RunFilter(**{k: v or None for k, v in filters.items()})
     items, _ = runs.list_runs(parsed, limit=HISTORY_LIMIT)
     return items
+
+
+def latest_result(task: str) -> Run | None:
+    """The newest run of `task` that succeeded: the result its page opens with."""
+    items, _ = runs.list_runs(runs.RunFilter(task=task, state="SUCCESS"), limit=1)
+    return items[0] if items else None
 
 
 def task_runs(task: str, limit: int = TASK_RUNS_LIMIT) -> list[Run]:

@@ -42,6 +42,12 @@ class FormField:
     error: str
     kind: str = "string"
     multiple: bool = False
+    # Shown before the field's message ("Count must be at most 5"); the main page
+    # shows the message alone under its input.
+    label: str = ""
+
+    def message(self, text: str) -> str:
+        return f"{self.label} {text}" if self.label and text else text
 
 
 def fields_of(definition: TaskDefinition, form: str) -> tuple[FormField, ...]:
@@ -53,7 +59,12 @@ def fields_of(definition: TaskDefinition, form: str) -> tuple[FormField, ...]:
         )
     return tuple(
         FormField(
-            f.name, ids.param_id(f.name), ids.param_error_id(f.name), f.kind, f.multiple
+            f.name,
+            ids.param_id(f.name),
+            ids.param_error_id(f.name),
+            f.kind,
+            f.multiple,
+            f.label,
         )
         for f in definition.fields
     )
@@ -69,9 +80,10 @@ def form_controls(definition: TaskDefinition, *, disabled: bool) -> list[html.Di
 
 def _field(spec: ParamField, disabled: bool) -> html.Div:
     control_id = ids.param_id(spec.name)
-    label: Any = html.Label(spec.label, htmlFor=control_id)
-    if spec.kind == "bool" and not spec.multiple:
-        label = html.Span(spec.label, className="label")
+    # A checkbox carries its own label.
+    label = None
+    if not (spec.kind == "bool" and not spec.multiple):
+        label = html.Label(spec.label, htmlFor=control_id)
     return html.Div(
         className="field",
         children=[
@@ -85,19 +97,54 @@ def _field(spec: ParamField, disabled: bool) -> html.Div:
     )
 
 
+_KIND_WORDS = {
+    "integer": "Whole number",
+    "number": "Number",
+    "string": "Text",
+    "date": "Date (YYYY-MM-DD)",
+    "datetime": "Date and time (YYYY-MM-DDTHH:MM)",
+}
+_LIST_WORDS = {
+    "integer": "Whole numbers",
+    "number": "Numbers",
+    "string": "Texts",
+    "date": "Dates (YYYY-MM-DD)",
+    "datetime": "Dates and times",
+}
+
+
 def hint(spec: ParamField) -> str:
-    """The description, then kind, bounds and default in a few words."""
-    described = spec.description.rstrip(".")
-    summary = spec.summary
-    if spec.kind == "choice" and spec.multiple:
-        summary = summary.replace("list (comma-separated) of ", "any of ")
-    if spec.kind == "choice" and not spec.multiple and spec.default is None:
-        summary = summary.replace("default none", "empty: all").replace(
-            "default ", "empty: "
-        )
-    if spec.multiple and spec.default == []:
-        summary = summary.replace("default ", "empty: all")
-    return f"{described}. {summary.capitalize()}." if described else summary + "."
+    """What to enter, in a sentence or two: the description, the kind and its
+    bounds, and what an empty field means."""
+    parts = [spec.description.strip().rstrip(".")] if spec.description else []
+    if spec.kind == "choice":
+        parts.append("Choose any number" if spec.multiple else "")
+    elif spec.multiple:
+        parts.append(f"{_LIST_WORDS.get(spec.kind, 'Values')}, separated by commas")
+    elif spec.kind != "bool":
+        parts.append(_KIND_WORDS.get(spec.kind, "Text") + _bounds(spec))
+    if spec.required:
+        parts.append("Required")
+    elif spec.default is None or spec.default == []:
+        parts.append("Optional")
+    elif spec.kind == "bool":
+        parts.append("Ticked by default" if spec.default else "Unticked by default")
+    else:
+        parts.append(f"Default: {spec.text(spec.default)}")
+    return ". ".join(p for p in parts if p) + "."
+
+
+def _bounds(spec: ParamField) -> str:
+    low, high = spec.text(spec.minimum), spec.text(spec.maximum)
+    if spec.minimum is not None and spec.maximum is not None:
+        return f" from {low} to {high}"
+    if spec.minimum is not None:
+        return f", at least {low}"
+    if spec.maximum is not None:
+        return f", at most {high}"
+    if spec.max_length is not None and spec.kind == "string":
+        return f", at most {spec.max_length} characters"
+    return ""
 
 
 def control(spec: ParamField, *, disabled: bool = False) -> Any:
@@ -120,7 +167,7 @@ def control(spec: ParamField, *, disabled: bool = False) -> Any:
             value=default if default not in (None, []) else None,
             multi=spec.multiple,
             clearable=spec.multiple or spec.nullable or not spec.required,
-            placeholder="all" if spec.multiple or spec.nullable else "choose…",
+            placeholder="none chosen" if spec.multiple or spec.nullable else "choose…",
             disabled=disabled,
         )
     if spec.kind == "date" and not spec.multiple:

@@ -18,6 +18,7 @@ from myapp.dashboard import ids
 
 # Rows a grid is given at once; a bigger table is cut, and the page says so.
 MAX_TABLE_ROWS = 5000
+SHORT_TABLE_ROWS = 15
 
 
 def table_of(result: Any) -> list[dict[str, Any]] | None:
@@ -56,6 +57,8 @@ def result_view(result: Any) -> list[Any]:
         rest = {k: v for k, v in result.items() if k not in shown}
         if not rest:
             return parts
+    if rest is not result:
+        parts.append(html.H3("Other values"))
     parts.append(
         html.Pre(json.dumps(rest, indent=2, sort_keys=False), className="result-json")
     )
@@ -66,20 +69,26 @@ def _grid(table: list[dict[str, Any]]) -> list[Any]:
     columns: dict[str, None] = {}
     for row in table[:MAX_TABLE_ROWS]:
         columns.update(dict.fromkeys(str(key) for key in row))
+    rows = table[:MAX_TABLE_ROWS]
+    # A short table is as tall as its rows; a long one scrolls.
+    short = len(rows) <= SHORT_TABLE_ROWS
     parts: list[Any] = [
         dag.AgGrid(
             id=ids.RESULT_GRID,
             columnDefs=[{"field": name} for name in columns],
-            rowData=table[:MAX_TABLE_ROWS],
+            rowData=rows,
             defaultColDef={
                 "resizable": True,
                 "sortable": True,
                 "filter": True,
-                "minWidth": 90,
+                "flex": 1,
+                "minWidth": 110,
             },
-            columnSize="autoSize",
-            dashGridOptions={"animateRows": False},
-            style={"height": "360px", "width": "100%"},
+            dashGridOptions={
+                "animateRows": False,
+                **({"domLayout": "autoHeight"} if short else {}),
+            },
+            style={"width": "100%", **({} if short else {"height": "420px"})},
             className="ag-theme-alpine",
         )
     ]
@@ -94,8 +103,9 @@ def _grid(table: list[dict[str, Any]]) -> list[Any]:
 
 
 def waiting_view() -> html.P:
-    """What `result-view` shows before a run of this page has finished."""
+    """What `result-view` shows while the task has no result to show."""
     return html.P(
-        "The result of a run started here appears here when it finishes.",
+        "No run of this task has finished yet. The result of a run started here "
+        "appears here when it finishes.",
         className="muted",
     )

@@ -30,7 +30,7 @@ from myapp.dashboard.core import Mode
 from myapp.dashboard.manager import AppCeleryManager
 from myapp.dashboard.values import clicks, dup, only, ref_run_id, run_id
 from myapp.extensions import db
-from myapp.models import Run
+from myapp.models import Run, isoformat
 from myapp.tasks import UnknownTask, get_definition, task_registry
 from myapp.web.security import current_requester
 
@@ -218,7 +218,8 @@ def submit_run(page_value: Any, form_tree: Any, mode: Mode) -> core.Started:
     fields = forms.fields_of(definition, page.form)
     started = core.start(forms.read_form(form_tree, fields), mode=mode, task=page.task)
     for field in fields:
-        set_props(field.error, {"children": started.field_errors.get(field.name, "")})
+        message = field.message(started.field_errors.get(field.name, ""))
+        set_props(field.error, {"children": message})
     return started
 
 
@@ -430,15 +431,30 @@ def register_run_callbacks(dash_app: dash.Dash, manager: AppCeleryManager) -> No
         return {"id": run.id}
 
 
-def ended_view(run: Run) -> Any:
-    """What `result-view` shows for a run that has ended."""
-    if run.state == "SUCCESS":
-        return results.result_view(run.result)
-    if run.state == "REVOKED":
-        return html.P("The run was cancelled: it has no result.", className="muted")
-    return html.P(
-        f"The run failed: {run.error_type}: {run.error_message}", className="error"
+def ended_view(run: Run, *, latest: bool = False) -> list[Any]:
+    """What `result-view` shows for a run that has ended: which run it is, then
+    its result (or why it has none). `latest`: the newest result of the task,
+    shown when the page opens."""
+    finished = isoformat(run.finished_at) or ""
+    who = f", started by {run.created_by}" if run.created_by else ""
+    caption = html.P(
+        [
+            "Latest result: " if latest else "Result of ",
+            html.A(f"run {run.id[:8]}", href=f"/runs/{run.id}"),
+            f" ({run.source}{who}, ended {finished}).",
+        ],
+        className="muted",
     )
+    if run.state == "SUCCESS":
+        return [caption, *results.result_view(run.result)]
+    if run.state == "REVOKED":
+        return [caption, html.P("The run was cancelled: it has no result.")]
+    return [
+        caption,
+        html.P(
+            f"The run failed: {run.error_type}: {run.error_message}", className="error"
+        ),
+    ]
 
 
 def _background_error(exc: Exception) -> Any:

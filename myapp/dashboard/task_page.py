@@ -30,19 +30,15 @@ from myapp.tasks import TaskDefinition, TaskRegistry
 TASKS_PATH = "/dash/tasks"
 
 TASK_RUN_COLUMNS = [
-    {"field": "created_at", "headerName": "created (UTC)", "minWidth": 190},
-    {"field": "source"},
-    {"field": "created_by", "headerName": "by"},
-    {
-        "field": "status",
-        "cellClass": {"function": "'st-' + params.data.state"},
-    },
-    {"field": "params", "minWidth": 160},
-    {"field": "progress"},
-    {"field": "duration_s", "headerName": "duration (s)", "type": "numericColumn"},
-    {"field": "error", "minWidth": 200},
     # A link to the run's own page (/runs/<id>).
     {"field": "run", "cellRenderer": "markdown", "minWidth": 110},
+    {"field": "created_at", "headerName": "created (UTC)", "minWidth": 200},
+    {"field": "status", "cellClass": {"function": "'st-' + params.data.state"}},
+    {"field": "source"},
+    {"field": "created_by", "headerName": "by"},
+    {"field": "params", "minWidth": 180},
+    {"field": "duration_s", "headerName": "duration (s)", "type": "numericColumn"},
+    {"field": "error", "minWidth": 220},
 ]
 
 
@@ -99,10 +95,14 @@ def tasks_page(registry: TaskRegistry, requester: Requester) -> html.Div:
 
 
 def task_page(
-    definition: TaskDefinition, requester: Requester, following: Run | None
+    definition: TaskDefinition,
+    requester: Requester,
+    following: Run | None,
+    latest: Run | None = None,
 ) -> html.Div:
     """The page of one task, as `requester` sees it: a user who may not start it
-    sees the form with its controls disabled, and why."""
+    sees the form with its controls disabled, and why. `latest` is the task's
+    newest successful run, whose result the page opens with."""
     allowed = runs.may_start(requester, definition)
     page = run_panel.Page(definition.name, forms.TASK_FORM)
     reason = None
@@ -128,7 +128,7 @@ def task_page(
                         children=[
                             html.Div(
                                 id=ids.RUN_FORM,
-                                className="form-fields",
+                                className="task-fields",
                                 children=forms.form_controls(
                                     definition, disabled=not allowed
                                 ),
@@ -148,7 +148,12 @@ def task_page(
                 className="card",
                 children=[
                     html.H2("Result"),
-                    html.Div(id=ids.RESULT_VIEW, children=results.waiting_view()),
+                    html.Div(
+                        id=ids.RESULT_VIEW,
+                        children=results.waiting_view()
+                        if latest is None
+                        else run_panel.ended_view(latest, latest=True),
+                    ),
                 ],
             ),
             html.Section(
