@@ -25,7 +25,7 @@ from myapp.dashboard import layout, polling, task_page
 from myapp.dashboard.callbacks import register_callbacks
 from myapp.dashboard.guard import guard_init_app
 from myapp.dashboard.manager import AppCeleryManager, declaring
-from myapp.dashboard.run_panel import JOB_INPUTS
+from myapp.dashboard.run_callbacks import JOB_INPUTS
 from myapp.dashboard.site import SiteDash
 
 

@@ -16,9 +16,9 @@ from dash import Input, Output, State
 from dash.exceptions import PreventUpdate
 from sqlalchemy.exc import SQLAlchemyError
 
-from myapp.dashboard import core, ids, layout, polling, task_page
+from myapp.dashboard import core, data, history, ids, layout, polling, task_page
 from myapp.dashboard.manager import AppCeleryManager
-from myapp.dashboard.run_panel import register_run_callbacks
+from myapp.dashboard.run_callbacks import register_run_callbacks
 from myapp.dashboard.task_page import register_task_page_callbacks
 from myapp.dashboard.values import only, run_id, text
 from myapp.extensions import db
@@ -61,7 +61,7 @@ def page_for(pathname: str) -> Any:
     if not parts:
         return layout.main_page(core.run_in_flight(requester.name))
     if parts == ["history"]:
-        return layout.history_page(tuple(core.user_names()), tuple(task_registry()))
+        return layout.history_page(tuple(history.user_names()), tuple(task_registry()))
     if parts == ["tasks"]:
         return task_page.tasks_page(task_registry(), requester)
     if len(parts) == 2 and parts[0] == "tasks":
@@ -70,7 +70,7 @@ def page_for(pathname: str) -> Any:
             return task_page.not_found(f"There is no task named {name!r}.")
         definition = get_definition(name)
         following = core.run_in_flight(requester.name, name)
-        latest = core.latest_result(name)
+        latest = history.latest_result(name)
         return task_page.task_page(definition, requester, following, latest)
     return task_page.not_found(f"There is no Dash page at {pathname}.")
 
@@ -83,7 +83,7 @@ def _register_data(dash_app: dash.Dash) -> None:
     )
     def grid_rows(request: dict[str, Any] | None):
         """Only the requested block crosses the wire, sorted by the store."""
-        return core.grid_block(request)
+        return data.grid_block(request)
 
     @dash_app.callback(
         Output(ids.DATA_VERSION, "data"),
@@ -94,7 +94,7 @@ def _register_data(dash_app: dash.Dash) -> None:
     def watch_data(_n: int | None, known: int | None):
         """Asks the store's change counter; rows are refetched only when it moved."""
         try:
-            version, total = core.data_state()
+            version, total = data.data_state()
         except Exception:  # Redis away: keep what the page shows
             raise PreventUpdate from None
         if version == known:
@@ -133,7 +133,7 @@ def _register_data(dash_app: dash.Dash) -> None:
     )
     def schedule_info(_n: int | None):
         try:
-            return core.schedule_line()
+            return data.schedule_line()
         except SQLAlchemyError:
             db.session.rollback()
             return "Schedule: the run history is unreachable."
@@ -159,7 +159,7 @@ def _register_history(dash_app: dash.Dash) -> None:
         },
         state={"known": State(ids.HISTORY_SIG, "data")},
     )
-    def history(
+    def history_grid(
         _n: Any, state: Any, source: Any, task: Any, created_by: Any, known: Any
     ):
         """Newest first; polled fast while runs are in flight, slowly otherwise.
@@ -171,14 +171,14 @@ def _register_history(dash_app: dash.Dash) -> None:
             "created_by": created_by,
         }
         try:
-            items = core.history(filters)
+            items = history.history(filters)
         except ValidationError:
             raise PreventUpdate from None  # not one of the dropdown's choices
         except SQLAlchemyError:
             db.session.rollback()
             raise PreventUpdate from None
-        rows = core.history_rows(items)
-        interval = polling.history_poll_ms(core.any_active(items))
+        rows = history.history_rows(items)
+        interval = polling.history_poll_ms(history.any_active(items))
         signature = hashlib.sha256(
             json.dumps(rows, sort_keys=True, default=str).encode()
         ).hexdigest()
@@ -187,7 +187,7 @@ def _register_history(dash_app: dash.Dash) -> None:
         return only(
             HISTORY_OUTPUTS,
             rows=rows,
-            figure=core.duration_figure(items),
+            figure=history.duration_figure(items),
             interval=interval,
             signature=signature,
         )

@@ -1,25 +1,24 @@
-"""What the Dash callbacks do, as plain typed functions over the run lifecycle and the
-data store. The callbacks parse component values, call one of these, shape output."""
+"""Starting and following runs from the Dash pages, as plain typed functions over the
+run lifecycle: the callbacks (`run_callbacks`) parse component values, call one of
+these, shape output. The data set is `data`, reading the history `history`."""
 
 from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
 from typing import Any
 
-import plotly.graph_objects as go
-from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
-from myapp import runs, users
+from myapp import runs
 from myapp.dashboard import polling
-from myapp.extensions import db, get_redis, get_store
-from myapp.models import ACTIVE_STATES, Run, isoformat, utcnow
+from myapp.extensions import db, get_redis
+from myapp.models import ACTIVE_STATES, Run, utcnow
 from myapp.tasks import ProgressHook, UnknownTask, ValidationError, get_definition
 from myapp.web.security import current_requester
 
@@ -29,9 +28,6 @@ TASK = "generate_data"
 # A queued run still PENDING after this long gets an explicit warning (after
 # polling.GIVE_UP_MS the page stops polling it).
 WAITING_WARN_SECONDS = 10
-HISTORY_LIMIT = 200
-TASK_RUNS_LIMIT = 50
-OUTCOME_COLOURS = {"SUCCESS": "#2e7d32", "FAILURE": "#c62828", "REVOKED": "#757575"}
 
 
 class Mode(StrEnum):
@@ -73,15 +69,6 @@ class Started:
     @property
     def ok(self) -> bool:
         return self.message is None and not self.field_errors
-
-
-def form_params(rows: Any, seconds: Any) -> dict[str, Any]:
-    """The form's raw values as the definition expects text: empty means default."""
-    raw: dict[str, Any] = {}
-    for name, value in (("rows", rows), ("seconds", seconds)):
-        if value is not None:
-            raw[name] = str(value)
-    return raw
 
 
 def start(raw: Mapping[str, Any], *, mode: Mode | str, task: str = TASK) -> Started:
@@ -218,11 +205,11 @@ def rerun(run_id: str) -> str:
         return database_message(exc)
     return (
         f"Started {new_run.task} again as queued run {new_run.id[:8]} "
-        f"({_params_text(new_run.params)})."
+        f"({params_text(new_run.params)})."
     )
 
 
-def _params_text(params: Mapping[str, Any] | None) -> str:
+def params_text(params: Mapping[str, Any] | None) -> str:
     return ", ".join(f"{k}={v}" for k, v in (params or {}).items())
 
 
@@ -308,147 +295,3 @@ def gave_up_waiting(run: Run) -> bool:
     return run.state == "PENDING" and utcnow() - run.created_at > timedelta(
         milliseconds=polling.GIVE_UP_MS
     )
-
-
-def schedule_line() -> str:
-    """The beat interval and when the last scheduled generate_data run finished."""
-    every = int(current_app.config["SCHEDULE_SECONDS"])
-    last = db.session.scalar(
-        select(Run)
-        .where(Run.source == "beat", Run.task == TASK, Run.finished_at.is_not(None))
-        .order_by(Run.finished_at.desc())
-        .limit(1)
-    )
-    line = f"Scheduled: generate_data every {every} s. "
-    if last is None:
-        return line + "No scheduled run has finished yet."
-    ago = (utcnow() - last.finished_at).total_seconds()
-    return (
-        line + f"Last scheduled run finished {ago:.0f} s ago "
-        f"({isoformat(last.finished_at)}, {last.state})."
-    )
-
-
-# -- the data grid --------------------------------------------------------------------
-
-
-def grid_block(request: Any, max_block: int = 1000) -> dict:
-    """One block for the infinite row model: `getRowsRequest` -> `getRowsResponse`.
-    Anything in the request that is not what AG Grid sends counts as absent."""
-    request = request if isinstance(request, Mapping) else {}
-    start = _bounded_int(request.get("startRow"), 0, 10**9)
-    end = _bounded_int(request.get("endRow"), start, start + max_block)
-    sort, order = "created_at", "desc"
-    sort_model = request.get("sortModel")
-    for item in sort_model if isinstance(sort_model, list) else []:
-        if not isinstance(item, Mapping):
-            continue
-        column, direction = item.get("colId"), item.get("sort")
-        if column in ("value", "created_at", "id") and direction in ("asc", "desc"):
-            # Ids are given in creation order, so sorting by id is sorting by time.
-            sort = "value" if column == "value" else "created_at"
-            order = direction
-            break
-    page = get_store().page(offset=start, limit=end - start, sort=sort, order=order)
-    return {"rowData": page.rows, "rowCount": page.total}
-
-
-def _bounded_int(value: Any, low: int, high: int) -> int:
-    """A whole number clamped to [low, high]; `low` for anything else (text,
-    fractions, Infinity and NaN included)."""
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if type(value) is not int:
-        return low
-    return max(low, min(high, value))
-
-
-def data_state() -> tuple[int, int]:
-    """(version, total) of the data set: two cheap GETs, no rows."""
-    store = get_store()
-    return store.version(), store.total()
-
-
-# -- history --------------------------------------------------------------------------
-
-
-def user_names() -> list[str]:
-    """Everyone who may have started a run: the history page's filter choices."""
-    return [user.name for user in users.list_users()]
-
-
-def history(filters: Mapping[str, str | None]) -> list[Run]:
-    """The newest runs matching the page's filters (task, state, source,
-    created_by); raises ValidationError for a value that is not one of the
-    choices."""
-    parsed = runs.RunFilter(**{k: v or None for k, v in filters.items()})
-    items, _ = runs.list_runs(parsed, limit=HISTORY_LIMIT)
-    return items
-
-
-def latest_result(task: str) -> Run | None:
-    """The newest run of `task` that succeeded: the result its page opens with."""
-    items, _ = runs.list_runs(runs.RunFilter(task=task, state="SUCCESS"), limit=1)
-    return items[0] if items else None
-
-
-def task_runs(task: str, limit: int = TASK_RUNS_LIMIT) -> list[Run]:
-    """The newest runs of one task, from every source."""
-    items, _ = runs.list_runs(runs.RunFilter(task=task), limit=limit)
-    return items
-
-
-def history_rows(items: Sequence[Run]) -> list[dict[str, Any]]:
-    rows = []
-    for run in items:
-        row = run.to_dict()
-        rows.append(
-            {
-                "id": run.id,
-                "task": run.task,
-                "source": run.source,
-                "state": run.state,
-                "status": STATE_WORDS[run.state].lower(),
-                "params": _params_text(run.params),
-                "created_by": run.created_by or "",
-                "progress": run.progress_message or "",
-                "duration_s": run.duration_s,
-                "error": (
-                    f"{run.error_type}: {run.error_message}" if run.error_type else ""
-                ),
-                "created_at": row["created_at"],
-                "finished_at": row["finished_at"],
-            }
-        )
-    return rows
-
-
-def any_active(items: Sequence[Run]) -> bool:
-    return any(not run.finished for run in items)
-
-
-def duration_figure(items: Sequence[Run]) -> go.Figure:
-    """Run durations over time, one trace per outcome."""
-    figure = go.Figure()
-    for state, colour in OUTCOME_COLOURS.items():
-        done = [r for r in items if r.state == state and r.duration_s is not None]
-        figure.add_trace(
-            go.Scatter(
-                name=state,
-                x=[isoformat(r.finished_at) for r in done],
-                y=[r.duration_s for r in done],
-                mode="markers",
-                marker={"color": colour, "size": 9},
-                text=[f"{r.task} ({r.source}) {r.id[:8]}" for r in done],
-                hovertemplate="%{text}<br>%{y:.2f} s<extra>" + state + "</extra>",
-            )
-        )
-    figure.update_layout(
-        title="Run durations",
-        xaxis_title="finished (UTC)",
-        yaxis_title="duration (s)",
-        margin={"l": 50, "r": 10, "t": 40, "b": 40},
-        height=320,
-        legend={"orientation": "h", "y": -0.25},
-    )
-    return figure

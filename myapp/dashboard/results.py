@@ -15,6 +15,7 @@ import dash_ag_grid as dag
 from dash import dcc, html
 
 from myapp.dashboard import ids
+from myapp.models import Run, isoformat
 
 # Rows a grid is given at once; a bigger table is cut, and the page says so.
 MAX_TABLE_ROWS = 5000
@@ -109,3 +110,29 @@ def waiting_view() -> html.P:
         "appears here when it finishes.",
         className="muted",
     )
+
+
+def ended_view(run: Run, *, latest: bool = False) -> list[Any]:
+    """What `result-view` shows for a run that has ended: which run it is, then
+    its result (or why it has none). `latest`: the newest result of the task,
+    shown when the page opens."""
+    finished = isoformat(run.finished_at) or ""
+    who = f", started by {run.created_by}" if run.created_by else ""
+    caption = html.P(
+        [
+            "Latest result: " if latest else "Result of ",
+            html.A(f"run {run.id[:8]}", href=f"/runs/{run.id}"),
+            f" ({run.source}{who}, ended {finished}).",
+        ],
+        className="muted",
+    )
+    if run.state == "SUCCESS":
+        return [caption, *result_view(run.result)]
+    if run.state == "REVOKED":
+        return [caption, html.P("The run was cancelled: it has no result.")]
+    return [
+        caption,
+        html.P(
+            f"The run failed: {run.error_type}: {run.error_message}", className="error"
+        ),
+    ]

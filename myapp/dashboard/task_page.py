@@ -20,7 +20,7 @@ from dash.exceptions import PreventUpdate
 from sqlalchemy.exc import SQLAlchemyError
 
 from myapp import runs
-from myapp.dashboard import core, forms, ids, polling, results, run_panel
+from myapp.dashboard import forms, history, ids, polling, results, run_panel
 from myapp.dashboard.values import only
 from myapp.extensions import db
 from myapp.models import Run
@@ -152,7 +152,7 @@ def task_page(
                         id=ids.RESULT_VIEW,
                         children=results.waiting_view()
                         if latest is None
-                        else run_panel.ended_view(latest, latest=True),
+                        else results.ended_view(latest, latest=True),
                     ),
                 ],
             ),
@@ -222,7 +222,7 @@ def not_found(message: str) -> html.Div:
 
 
 def task_run_rows(items: list[Run]) -> list[dict[str, Any]]:
-    rows = core.history_rows(items)
+    rows = history.history_rows(items)
     for row in rows:
         row["run"] = f"[{row['id'][:8]}](/runs/{row['id']})"
     return rows
@@ -253,12 +253,12 @@ def register_task_page_callbacks(dash_app: dash.Dash, registry: TaskRegistry) ->
         if found is None or found.task not in registry:
             raise PreventUpdate
         try:
-            items = core.task_runs(found.task)
+            items = history.task_runs(found.task)
         except SQLAlchemyError:
             db.session.rollback()
             raise PreventUpdate from None
         rows = task_run_rows(items)
-        interval = polling.history_poll_ms(core.any_active(items))
+        interval = polling.history_poll_ms(history.any_active(items))
         signature = hashlib.sha256(
             json.dumps(rows, sort_keys=True, default=str).encode()
         ).hexdigest()
