@@ -310,7 +310,9 @@ def register_run_callbacks(dash_app: dash.Dash, manager: AppCeleryManager) -> No
         except SQLAlchemyError:
             db.session.rollback()
             raise PreventUpdate from None
-        if run is None or not run.finished:
+        # A background job started on another page ends while this one is shown
+        # (pages share the panel's ids): its result is not this task's.
+        if run is None or not run.finished or run.task != page.task:
             raise PreventUpdate
         set_props(ids.RESULT_VIEW, {"children": results.ended_view(run)})
         set_props(ids.TASK_RUNS_GRID, {"rowData": rows})
