@@ -21,6 +21,9 @@ TASK_MODULES = "tests.dash_result_tasks"
 dash_duo = main_page_tests.dash_duo
 live = main_page_tests.live
 dash_runs = main_page_tests.dash_runs
+# A prefork worker process built from wsgi.py: Dash terminates a cancelled job.
+prefork_worker = main_page_tests.prefork_worker
+live_prefork = main_page_tests.live_prefork
 
 
 @pytest.fixture
@@ -215,6 +218,29 @@ def test_a_queued_run_of_a_task_page_can_be_cancelled(app, live, dash_duo):
     dash_duo.wait_for_contains_text(f"#{ids.RESULT_VIEW}", "cancelled")
     (started,) = dash_runs(app, "dash-queued")
     assert started.state == "REVOKED"
+
+
+def progress(dash_duo: Browser) -> tuple[int, int]:
+    bar = dash_duo.find_element(f"#{ids.RUN_PROGRESS}")
+    return int(float(bar.get_attribute("value"))), int(float(bar.get_attribute("max")))
+
+
+def test_a_background_run_of_a_task_page_shows_progress_and_can_be_cancelled(
+    app, live_prefork, dash_duo
+):
+    open_task(dash_duo, live_prefork, "generate_data")
+    type_into(dash_duo, "rows", "5")
+    type_into(dash_duo, "seconds", "30")
+    run(dash_duo, "background")
+    wait_status(dash_duo, "Running")
+    wait_for(lambda: progress(dash_duo)[1] == 5 and progress(dash_duo)[0] > 0, 40)
+    dash_duo.find_element(f"#{ids.CANCEL_BUTTON}").click()
+    assert "was cancelled" in wait_status(dash_duo, "Cancelled")
+    wait_for(lambda: not disabled(dash_duo, f"#{ids.RUN_BUTTON}"))
+    (started,) = dash_runs(app, "dash-background")
+    assert started.state == "REVOKED"
+    with app.app_context():
+        assert get_store().total() == 0
 
 
 @pytest.mark.parametrize(

@@ -262,6 +262,8 @@ def describe(run: Run | None, *, mode: Mode | str, plain: bool = False) -> str:
                 f"{head}: {label} has waited {waited:.0f} s for a worker. "
                 "Is a worker running?"
             )
+        if plain:
+            return f"{head}: {label} is waiting for a worker."
         return f"{head}: {label} is queued."
     if run.state == "RETRY":
         return f"{head}: {label} hit a transient error and will retry."
