@@ -270,6 +270,8 @@ def describe(run: Run | None, *, mode: Mode | str, plain: bool = False) -> str:
     progress = ""
     if run.progress_total:
         progress = f": {run.progress_message}"
+    if plain:
+        return f"{head}: {label}{progress}."
     return f"{head}: {label} is running{progress}."
 
 

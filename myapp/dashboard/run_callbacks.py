@@ -103,6 +103,18 @@ def submit_run(page_value: Any, form_tree: Any, mode: Mode) -> core.Started:
     return started
 
 
+def show_task_runs(task: str) -> None:
+    """Put the task's newest runs in its page's list now (a run just started
+    there), and keep the list polled fast while it runs."""
+    try:
+        rows = task_run_rows(history.task_runs(task))
+    except SQLAlchemyError:
+        db.session.rollback()
+        return
+    set_props(ids.TASK_RUNS_GRID, {"rowData": rows})
+    set_props(ids.TASK_RUNS_INTERVAL, {"interval": polling.HISTORY_POLL_MS})
+
+
 def refusal(started: core.Started) -> str:
     """The status line of a start that was refused, naming each field."""
     if started.message:
@@ -130,6 +142,8 @@ def register_run_callbacks(dash_app: dash.Dash, manager: AppCeleryManager) -> No
         if not started.ok or started.run is None:
             return only(SUBMIT_OUTPUTS, status=refusal(started))
         run = started.run
+        if plain_words(page):
+            show_task_runs(run.task)
         fresh = {"progress": "0", "progress_max": "1"}
         if mode is Mode.QUEUED:
             return only(
