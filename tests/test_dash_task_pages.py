@@ -21,6 +21,9 @@ TASK_MODULES = "tests.dash_result_tasks"
 dash_duo = main_page_tests.dash_duo
 live = main_page_tests.live
 dash_runs = main_page_tests.dash_runs
+status = main_page_tests.status
+wait_status = main_page_tests.wait_status
+progress = main_page_tests.progress
 # A prefork worker process built from wsgi.py: Dash terminates a cancelled job.
 prefork_worker = main_page_tests.prefork_worker
 live_prefork = main_page_tests.live_prefork
@@ -35,19 +38,6 @@ def open_task(dash_duo: Browser, base: str, name: str) -> None:
     dash_duo.driver.get(f"{base}/dash/tasks/{name}")
     dash_duo.wait_for_element_by_id(ids.RUN_BUTTON)
     dash_duo.wait_for_text_to_equal(f"#{ids.PAGE} h1", name)
-
-
-def status(dash_duo: Browser) -> str:
-    return dash_duo.find_element(f"#{ids.APP_STATUS}").text
-
-
-def wait_status(dash_duo: Browser, prefix: str, timeout: float = 40) -> str:
-    return wait_for(
-        lambda: status(dash_duo) if status(dash_duo).startswith(prefix) else None,
-        timeout,
-        0.1,
-        what=f"status starting {prefix!r}",
-    )
 
 
 def type_into(dash_duo: Browser, name: str, value: str) -> None:
@@ -218,11 +208,6 @@ def test_a_queued_run_of_a_task_page_can_be_cancelled(app, live, dash_duo):
     dash_duo.wait_for_contains_text(f"#{ids.RESULT_VIEW}", "cancelled")
     (started,) = dash_runs(app, "dash-queued")
     assert started.state == "REVOKED"
-
-
-def progress(dash_duo: Browser) -> tuple[int, int]:
-    bar = dash_duo.find_element(f"#{ids.RUN_PROGRESS}")
-    return int(float(bar.get_attribute("value"))), int(float(bar.get_attribute("max")))
 
 
 def test_a_background_run_of_a_task_page_shows_progress_and_can_be_cancelled(

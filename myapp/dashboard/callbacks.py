@@ -7,8 +7,6 @@ and following runs is `run_panel`, the task pages `task_page`.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any
 
 import dash
@@ -179,9 +177,7 @@ def _register_history(dash_app: dash.Dash) -> None:
             raise PreventUpdate from None
         rows = history.history_rows(items)
         interval = polling.history_poll_ms(history.any_active(items))
-        signature = hashlib.sha256(
-            json.dumps(rows, sort_keys=True, default=str).encode()
-        ).hexdigest()
+        signature = history.signature(rows)
         if signature == known:
             return only(HISTORY_OUTPUTS, interval=interval)
         return only(

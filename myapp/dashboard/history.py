@@ -3,6 +3,8 @@ chart, and a task page's recent runs and latest result."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -66,6 +68,14 @@ def history_rows(items: Sequence[Run]) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def signature(rows: Sequence[Mapping[str, Any]]) -> str:
+    """A fingerprint of a grid's rows: a polled grid is sent rows only when it
+    changed."""
+    return hashlib.sha256(
+        json.dumps(rows, sort_keys=True, default=str).encode()
+    ).hexdigest()
 
 
 def any_active(items: Sequence[Run]) -> bool:

@@ -9,8 +9,6 @@ and the task's recent runs. Nothing here knows any particular task.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any
 
 import dash
@@ -259,9 +257,7 @@ def register_task_page_callbacks(dash_app: dash.Dash, registry: TaskRegistry) ->
             raise PreventUpdate from None
         rows = task_run_rows(items)
         interval = polling.history_poll_ms(history.any_active(items))
-        signature = hashlib.sha256(
-            json.dumps(rows, sort_keys=True, default=str).encode()
-        ).hexdigest()
+        signature = history.signature(rows)
         if signature == known:
             return only(TASK_RUNS_OUTPUTS, interval=interval)
         return only(
