@@ -29,13 +29,22 @@ TASKS_PATH = "/dash/tasks"
 
 TASK_RUN_COLUMNS = [
     # A link to the run's own page (/runs/<id>).
-    {"field": "run", "cellRenderer": "markdown", "minWidth": 110},
-    {"field": "created_at", "headerName": "created (UTC)", "minWidth": 200},
-    {"field": "status", "cellClass": {"function": "'st-' + params.data.state"}},
-    {"field": "source"},
-    {"field": "created_by", "headerName": "by"},
-    {"field": "params", "minWidth": 180},
-    {"field": "duration_s", "headerName": "duration (s)", "type": "numericColumn"},
+    {"field": "run", "cellRenderer": "markdown", "minWidth": 100},
+    {"field": "created_at", "headerName": "created (UTC)", "minWidth": 210},
+    {
+        "field": "status",
+        "cellClass": {"function": "'st-' + params.data.state"},
+        "minWidth": 100,
+    },
+    {"field": "source", "minWidth": 140},
+    {"field": "created_by", "headerName": "by", "minWidth": 90},
+    {"field": "params", "minWidth": 200},
+    {
+        "field": "duration_s",
+        "headerName": "duration (s)",
+        "type": "numericColumn",
+        "minWidth": 120,
+    },
     {"field": "error", "minWidth": 220},
 ]
 
@@ -50,6 +59,7 @@ def tasks_page(registry: TaskRegistry, requester: Requester) -> html.Div:
             [
                 html.Td(dcc.Link(d.name, href=f"{TASKS_PATH}/{d.name}")),
                 html.Td(d.description),
+                html.Td(", ".join(f.name for f in d.fields) or "none"),
                 html.Td(d.role.value),
                 html.Td(
                     "yes" if runs.may_start(requester, d) else "no",
@@ -79,6 +89,7 @@ def tasks_page(registry: TaskRegistry, requester: Requester) -> html.Div:
                                 [
                                     html.Th("task"),
                                     html.Th("what it does"),
+                                    html.Th("parameters"),
                                     html.Th("lowest role that may start it"),
                                     html.Th("you may start it"),
                                 ]
@@ -191,8 +202,8 @@ def task_runs_grid() -> dag.AgGrid:
         columnDefs=TASK_RUN_COLUMNS,
         rowData=[],
         getRowId="params.data.id",
-        defaultColDef={"resizable": True, "sortable": True},
-        columnSize="autoSize",
+        # Columns share the width; the grid scrolls sideways on a narrow screen.
+        defaultColDef={"resizable": True, "sortable": True, "flex": 1},
         dashGridOptions={"animateRows": False},
         style={"height": "320px", "width": "100%"},
         className="ag-theme-alpine",
