@@ -7,12 +7,15 @@ import inspect
 import json
 from types import SimpleNamespace
 
+import plotly.utils
+import pytest
 from dash.background_callback.managers import BaseBackgroundCallbackManager
 
 from myapp import runs
-from myapp.dashboard import core
+from myapp.dashboard import core, data, forms, history, ids, results
 from myapp.extensions import db, get_store
 from myapp.models import ACTIVE_STATES, Run
+from myapp.tasks import ValidationError, get_definition
 from myapp.testing import as_user, free_port, pending_run, wait_for
 
 
@@ -64,10 +67,10 @@ def test_grid_block_pages_and_sorts_on_the_server(app):
         store = get_store()
         store.commit_run("r1", [(5.0, "alpha"), (1.0, "beta"), (3.0, "gamma")])
         store.commit_run("r2", [(4.0, "delta"), (2.0, "alpha")])
-        newest = core.grid_block({"startRow": 0, "endRow": 2})
+        newest = data.grid_block({"startRow": 0, "endRow": 2})
         assert newest["rowCount"] == 5
         assert [r["id"] for r in newest["rowData"]] == [5, 4]
-        by_value = core.grid_block(
+        by_value = data.grid_block(
             {
                 "startRow": 1,
                 "endRow": 4,
@@ -75,12 +78,12 @@ def test_grid_block_pages_and_sorts_on_the_server(app):
             }
         )
         assert [r["value"] for r in by_value["rowData"]] == [2.0, 3.0, 4.0]
-        oldest = core.grid_block(
+        oldest = data.grid_block(
             {"startRow": 0, "endRow": 1, "sortModel": [{"colId": "created_at"}]}
         )
         assert oldest["rowData"][0]["id"] == 5  # no direction given: the default
         # A hostile request cannot ask for the whole data set at once.
-        huge = core.grid_block({"startRow": "x", "endRow": 10**12}, max_block=2)
+        huge = data.grid_block({"startRow": "x", "endRow": 10**12}, max_block=2)
         assert len(huge["rowData"]) == 2
 
 
@@ -94,7 +97,7 @@ def active_runs() -> int:
 
 def test_invalid_form_values_get_field_messages_and_start_nothing(app):
     with as_user(app):
-        for started in both_modes(core.form_params("0", "later")):
+        for started in both_modes({"rows": "0", "seconds": "later"}):
             assert not started.ok and started.run is None
             assert started.field_errors == {
                 "rows": "must be at least 1",
@@ -102,7 +105,7 @@ def test_invalid_form_values_get_field_messages_and_start_nothing(app):
             }
         assert active_runs() == 0
         # Empty fields mean the definition's defaults.
-        started = core.start(core.form_params("", None), mode="background")
+        started = core.start({"rows": "", "seconds": ""}, mode="background")
         assert started.run.params == {"rows": 10, "seconds": 5.0}
         assert started.run.source == "dash-background"
 
@@ -204,13 +207,13 @@ def test_history_filters_and_chart(app, worker, client):
     )
     wait_for(lambda: client.get(started.headers["Location"]).json["state"] == "SUCCESS")
     with app.app_context():
-        everything = core.history({"state": None, "source": None, "task": None})
-        assert len(everything) == 4 and core.any_active(everything)
-        beat = core.history({"source": "beat"})
+        everything = history.history({"state": None, "source": None, "task": None})
+        assert len(everything) == 4 and history.any_active(everything)
+        beat = history.history({"source": "beat"})
         assert [r.source for r in beat] == ["beat"]
-        rows = core.history_rows(core.history({"state": "SUCCESS"}))
+        rows = history.history_rows(history.history({"state": "SUCCESS"}))
         assert rows[0]["params"] == "rows=1, seconds=0.0" and rows[0]["duration_s"]
-        figure = core.duration_figure(everything)
+        figure = history.duration_figure(everything)
         traces = {t.name: len(t.y) for t in figure.data}
         assert traces == {"SUCCESS": 1, "FAILURE": 0, "REVOKED": 0}
 
@@ -218,14 +221,14 @@ def test_history_filters_and_chart(app, worker, client):
 def test_schedule_line_names_interval_and_last_beat_run(make_app):
     app = make_app(SCHEDULE_SECONDS=30)
     with app.app_context():
-        assert core.schedule_line() == (
+        assert data.schedule_line() == (
             "Scheduled: generate_data every 30 s. No scheduled run has finished yet."
         )
         pending_run("generate_data", {}, source="beat")  # still PENDING
         beat = pending_run("generate_data", {"rows": 1}, source="beat")
         runs.fail_run(beat.id, "X", "y")
-        assert "Last scheduled run finished" in core.schedule_line()
-        assert "FAILURE" in core.schedule_line()
+        assert "Last scheduled run finished" in data.schedule_line()
+        assert "FAILURE" in data.schedule_line()
 
 
 def test_queued_poll_starts_fast_backs_off_with_age_and_slows_for_slow_polls():
@@ -241,3 +244,81 @@ def test_queued_poll_starts_fast_backs_off_with_age_and_slows_for_slow_polls():
     # A poll that took 0.8 s waits three times as long, so no response is dropped.
     assert poll_interval_ms(fresh, took_ms=800) == 2400
     assert poll_interval_ms(None, took_ms=5000) == 5000
+
+
+# -- the task pages' form and result view ------------------------------------------
+
+
+def _as_sent(components):
+    """Components as the renderer sends them back: their JSON."""
+    return json.loads(json.dumps(components, cls=plotly.utils.PlotlyJSONEncoder))
+
+
+def _set(tree, control_id, **props):
+    """Change one control's props in a sent tree, as a user's typing does."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, dict) and isinstance(node.get("props"), dict):
+            if node["props"].get("id") == control_id:
+                node["props"].update(props)
+            stack.append(node["props"].get("children"))
+
+
+def test_a_task_form_is_read_back_from_its_controls(make_app):
+    app = make_app(TASK_MODULES="tests.dash_result_tasks")
+    with app.app_context():
+        definition = get_definition("every_kind")
+        fields = forms.fields_of(definition, forms.TASK_FORM)
+        tree = _as_sent(forms.form_controls(definition, disabled=False))
+        # Untouched, the form holds the defaults (label is required).
+        with pytest.raises(ValidationError) as refused:
+            definition.validate(forms.read_form(tree, fields), from_text=True)
+        assert refused.value.fields == {"label": "is required"}
+        for name, props in (
+            ("label", {"value": " ada "}),
+            ("loud", {"value": ["true"]}),
+            ("colour", {"value": "green"}),
+            ("day", {"date": "2026-02-01"}),
+            ("sizes", {"value": "1, 2"}),
+            ("ratio", {"value": ""}),
+        ):
+            _set(tree, ids.param_id(name), **props)
+        params = definition.validate(forms.read_form(tree, fields), from_text=True)
+        assert params == {
+            "label": "ada",
+            "count": 2,
+            "ratio": 0.5,
+            "loud": True,
+            "colour": "green",
+            "day": "2026-02-01",
+            "at": None,
+            "sizes": [1, 2],
+        }
+        # Hints say what to type, in words.
+        assert forms.hint(definition.field("count")) == (
+            "Whole number from 1 to 5. Default: 2."
+        )
+        assert forms.hint(definition.field("label")).endswith("Required.")
+
+
+def _ids(view):
+    return [getattr(part, "id", type(part).__name__) for part in view]
+
+
+def test_result_views_by_the_shape_of_the_result():
+    figure = {"data": [{"type": "bar", "x": [1], "y": [2]}], "layout": {}}
+    table = [{"category": "alpha", "count": 3}]
+    assert _ids(results.result_view({"table": table, "figure": figure})) == [
+        ids.RESULT_GRAPH,
+        ids.RESULT_GRID,
+    ]
+    assert _ids(results.result_view({"table": table, "total": 3})) == [
+        ids.RESULT_GRID,
+        "H3",
+        "Pre",
+    ]
+    for other in ([1, 2], {"table": "not rows"}, {"figure": 3}, None, "text"):
+        assert _ids(results.result_view(other)) == ["Pre"], other

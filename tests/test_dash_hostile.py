@@ -27,6 +27,8 @@ from myapp.dashboard.site import VERSION_KEYS
 from myapp.web.guards import MAX_JSON_DEPTH
 
 ENDPOINT = "/dash/_dash-update-component"
+# The `run-page` store of the main page, as the router writes it.
+MAIN_PAGE = {"task": "generate_data", "form": "main"}
 
 scalars = (
     st.none()
@@ -253,7 +255,9 @@ def test_odd_values_in_callback_inputs_get_ordinary_answers(app, client, log_rec
     # A queued run that is not {"id": <run id>}: nothing to follow, polling stops.
     for queued in ("abc", {"id": ["x"]}, {"id": "\x00"}, [1]):
         response = post(
-            log_records, client, body_of(app, f"{ids.RUN_PROGRESS}.value", 1, queued)
+            log_records,
+            client,
+            body_of(app, f"{ids.RUN_PROGRESS}.value", 1, queued, MAIN_PAGE),
         )
         assert response.status_code == 200, queued
         outputs = response.get_json()["response"]
@@ -262,7 +266,7 @@ def test_odd_values_in_callback_inputs_get_ordinary_answers(app, client, log_rec
     response = post(
         log_records,
         client,
-        body_of(app, f"{ids.APP_STATUS}.children", 1, {"a": 1}, "abc"),
+        body_of(app, f"{ids.APP_STATUS}.children", 1, {"a": 1}, "abc", [1]),
     )
     assert response.status_code == 200
     # History filters that are not one of the choices change nothing.
@@ -284,15 +288,45 @@ def test_odd_values_in_callback_inputs_get_ordinary_answers(app, client, log_rec
             body_of(app, grid, 1, None, None, None, created_by, None),
         )
         assert response.status_code == 204, created_by
-    # The run form with values of any type says what is wrong with them.
-    for rows in ([1], {"a": 1}, True, 1e300):
+    # The run form with values of any type says what is wrong with them, next to
+    # the field, on the main page and on a task page.
+    for page, control, error in (
+        (MAIN_PAGE, ids.ROWS_INPUT, ids.ROWS_ERROR),
+        (
+            {"task": "generate_data", "form": "task"},
+            ids.param_id("rows"),
+            ids.param_error_id("rows"),
+        ),
+    ):
+        for rows in ([1], {"a": 1}, True, 1e300):
+            form = [{"type": "Input", "props": {"id": control, "value": rows}}]
+            response = post(
+                log_records,
+                client,
+                body_of(app, f"{ids.APP_STATUS}.children", 1, form, ["queued"], page),
+            )
+            assert response.status_code == 200
+            assert response.get_json()["sideUpdate"][error]["children"]
+    # A page store the router never writes starts nothing; a form of any shape is
+    # read as far as it holds the page's controls (none: the defaults).
+    for page, form, started in (
+        ("abc", [], False),
+        ({"task": "nope", "form": "task"}, [], False),
+        (
+            MAIN_PAGE,
+            [[[[{"props": {"id": ids.ROWS_INPUT, "value": {"a": 1}}}]]]],
+            False,
+        ),
+        (MAIN_PAGE, {"props": {"children": [{"props": "x"}, 5, None]}}, True),
+    ):
         response = post(
             log_records,
             client,
-            body_of(app, f"{ids.ROWS_ERROR}.children", 1, rows, "0", ["queued"]),
+            body_of(app, f"{ids.APP_STATUS}.children", 1, form, "queued", page),
         )
-        assert response.status_code == 200
-        assert response.get_json()["response"][ids.ROWS_ERROR]["children"]
+        assert response.status_code == 200, page
+        status = response.get_json()["response"][ids.APP_STATUS]["children"]
+        assert status.startswith("Not started") is not started, status
 
 
 def test_background_job_requests_that_the_page_never_sends_start_no_job(
@@ -301,7 +335,7 @@ def test_background_job_requests_that_the_page_never_sends_start_no_job(
     broker = app.extensions["redis"]
     for request in ("abc", [1], {"run_id": ["x"]}, {"run_id": "x", "more": 1}, None):
         response = post(
-            log_records, client, body_of(app, f"{ids.BG_DONE}.data", request)
+            log_records, client, body_of(app, f"{ids.BG_DONE}.data", request, None)
         )
         assert response.status_code == 400, request
         assert response.get_json()["error"]["fields"] == {
@@ -310,13 +344,14 @@ def test_background_job_requests_that_the_page_never_sends_start_no_job(
     assert broker.llen("celery") == 0  # no Celery message was sent
     # What the page does send starts a job (the worker then finds no such run).
     request = {"run_id": "9b2f3c1e-0000-4000-8000-000000000000", "click": 1}
-    response = post(log_records, client, body_of(app, f"{ids.BG_DONE}.data", request))
+    body = body_of(app, f"{ids.BG_DONE}.data", request, MAIN_PAGE)
+    response = post(log_records, client, body)
     assert response.status_code == 200 and "job" in response.get_json()
     assert broker.llen("celery") == 1
 
 
 def test_forged_background_handles_are_refused_or_ignored(app, client, log_records):
-    body = body_of(app, f"{ids.BG_DONE}.data", None)
+    body = body_of(app, f"{ids.BG_DONE}.data", None, None)
     # Dash's signature check raises on non-ASCII text: refused before it.
     assert post(log_records, client, body, "?cacheKey=%C2%80&job=x").status_code == 400
     assert post(log_records, client, body, "?cancelJob=~%C2%80").status_code == 400

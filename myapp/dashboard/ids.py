@@ -14,6 +14,24 @@ DATA_TOTAL = "data-total"
 DATA_GRID = "data-grid"
 HISTORY_GRID = "history-grid"
 HISTORY_CHART = "history-chart"
+# The task pages (/dash/tasks/<name>); mode, buttons, progress and status are the
+# ids above, shared with the main page.
+RESULT_VIEW = "result-view"
+RESULT_GRID = "result-grid"
+RESULT_GRAPH = "result-graph"
+TASK_RUNS_GRID = "task-runs-grid"
+TASK_LIST = "task-list"  # /dash/tasks
+
+
+def param_id(name: str) -> str:
+    """The control of a task parameter on its task's page."""
+    return f"param-{name}"
+
+
+def param_error_id(name: str) -> str:
+    """Where the message about that parameter's value is shown."""
+    return f"param-{name}-error"
+
 
 # Internal ids.
 URL = "url"
@@ -23,7 +41,14 @@ SECONDS_ERROR = "seconds-error"
 RUN_PROGRESS_TEXT = "run-progress-text"
 BG_REQUEST = "bg-request"  # validated parameters that start the background callback
 BG_RUN = "bg-run"  # id of the background run in flight (sent with its progress)
-BG_DONE = "bg-done"  # the finished background run
+BG_DONE = "bg-done"  # {"id": …} of the finished background run
+QUEUED_DONE = "queued-done"  # {"id": …} of the queued run once it has ended
+RUN_PAGE = "run-page"  # {"task": …, "form": …}: which task the page's form starts
+RUN_FORM = "run-form"  # the container of the page's parameter controls
+RUN_SHOWN = "run-shown"  # the ended run the page has shown (its result, its status)
+START_REASON = "start-reason"  # why the signed-in user may not start the task
+TASK_RUNS_INTERVAL = "task-runs-interval"
+TASK_RUNS_SIG = "task-runs-signature"
 QUEUED_RUN = "queued-run"  # {"id": ...} of the queued run being polled
 POLL_INTERVAL = "poll-interval"
 DATA_VERSION = "data-version"

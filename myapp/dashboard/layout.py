@@ -5,15 +5,13 @@ from __future__ import annotations
 import dash_ag_grid as dag
 from dash import dcc, html
 
-from myapp.dashboard import ids
-from myapp.dashboard.core import Mode, describe, progress_of
-from myapp.dashboard.polling import (
-    DATA_POLL_MS,
-    HISTORY_POLL_MS,
-    RUN_POLL_MS,
-    SCHEDULE_POLL_MS,
-)
+from myapp.dashboard import forms, ids, run_panel
+from myapp.dashboard.core import TASK
+from myapp.dashboard.polling import DATA_POLL_MS, HISTORY_POLL_MS, SCHEDULE_POLL_MS
 from myapp.models import SOURCES, STATES, Run
+
+# Where Dash is mounted on the Flask server.
+DASH_PATH = "/dash/"
 
 DATA_COLUMNS = [
     {"field": "id", "headerName": "#", "maxWidth": 110, "sortable": False},
@@ -54,11 +52,24 @@ HISTORY_COLUMNS = [
 
 
 def shell() -> html.Div:
-    """Same for every path: the router and its target. The navigation bar is the
-    site's, around the Dash app (templates/dash.html)."""
+    """Same for every path: the router, the Dash pages' own links and the router's
+    target. The site's navigation bar is around the Dash app (templates/dash.html).
+    """
     return html.Div(
         className="dash-shell",
-        children=[dcc.Location(id=ids.URL), html.Div(id=ids.PAGE)],
+        children=[
+            dcc.Location(id=ids.URL),
+            html.Nav(
+                className="dash-nav",
+                **{"aria-label": "Dash pages"},
+                children=[
+                    dcc.Link("Generate data", href=DASH_PATH),
+                    dcc.Link("Tasks", href=DASH_PATH + "tasks"),
+                    dcc.Link("History", href=DASH_PATH + "history"),
+                ],
+            ),
+            html.Div(id=ids.PAGE),
+        ],
     )
 
 
@@ -67,12 +78,37 @@ def main_page(following: Run | None = None) -> html.Div:
     page follows from its first render (its row's progress, and cancel), whichever
     mode started it: a reload loses Dash's handle on a background job, not the run.
     """
+    page = run_panel.Page(TASK, forms.MAIN_FORM)
     return html.Div(
         className="page",
         children=[
             html.H1("Generate data"),
             html.Section(
-                className="card", children=[_form(following), _progress(following)]
+                className="card",
+                children=[
+                    html.Div(
+                        className="form",
+                        children=[
+                            html.Div(
+                                id=ids.RUN_FORM,
+                                className="form-fields",
+                                children=[
+                                    _field(
+                                        "Rows", ids.ROWS_INPUT, ids.ROWS_ERROR, "10"
+                                    ),
+                                    _field(
+                                        "Seconds",
+                                        ids.SECONDS_INPUT,
+                                        ids.SECONDS_ERROR,
+                                        "5",
+                                    ),
+                                ],
+                            ),
+                            *run_panel.mode_and_buttons(following),
+                        ],
+                    ),
+                    run_panel.progress_block(following, plain=False),
+                ],
             ),
             html.P(id=ids.SCHEDULE_INFO, className="muted"),
             html.Section(
@@ -90,20 +126,9 @@ def main_page(following: Run | None = None) -> html.Div:
                     data_grid(),
                 ],
             ),
-            dcc.Store(id=ids.BG_REQUEST),
-            dcc.Store(id=ids.BG_RUN),
-            dcc.Store(id=ids.BG_DONE),
-            dcc.Store(
-                id=ids.QUEUED_RUN,
-                data={"id": following.id} if following is not None else None,
-            ),
+            *run_panel.stores(page, following),
             dcc.Store(id=ids.DATA_VERSION),
             dcc.Store(id=ids.GRID_REFRESHED),
-            dcc.Interval(
-                id=ids.POLL_INTERVAL,
-                interval=RUN_POLL_MS,
-                disabled=following is None,
-            ),
             dcc.Interval(id=ids.DATA_INTERVAL, interval=DATA_POLL_MS),
             dcc.Interval(id=ids.SCHEDULE_INTERVAL, interval=SCHEDULE_POLL_MS),
         ],
@@ -124,60 +149,6 @@ def _field(label: str, input_id: str, error_id: str, value: str) -> html.Div:
                 autoComplete="off",
             ),
             html.Div(id=error_id, className="field-error", role="alert"),
-        ],
-    )
-
-
-def _form(following: Run | None) -> html.Div:
-    return html.Div(
-        className="form",
-        children=[
-            _field("Rows", ids.ROWS_INPUT, ids.ROWS_ERROR, "10"),
-            _field("Seconds", ids.SECONDS_INPUT, ids.SECONDS_ERROR, "5"),
-            html.Div(
-                className="field",
-                children=[
-                    html.Label("Run it as", htmlFor=ids.MODE_SELECT),
-                    dcc.RadioItems(
-                        id=ids.MODE_SELECT,
-                        options=[
-                            {"label": "background callback", "value": Mode.BACKGROUND},
-                            {"label": "queued Celery task", "value": Mode.QUEUED},
-                        ],
-                        value=Mode.BACKGROUND,
-                        className="radio",
-                    ),
-                ],
-            ),
-            html.Div(
-                className="buttons",
-                children=[
-                    html.Button(
-                        "Run", id=ids.RUN_BUTTON, disabled=following is not None
-                    ),
-                    html.Button(
-                        "Cancel",
-                        id=ids.CANCEL_BUTTON,
-                        className="danger",
-                        disabled=following is None,
-                    ),
-                ],
-            ),
-        ],
-    )
-
-
-def _progress(following: Run | None) -> html.Div:
-    value, maximum, text = progress_of(following)
-    status = "Ready."
-    if following is not None:
-        status = describe(following, mode=Mode.of(following))
-    return html.Div(
-        className="progress-block",
-        children=[
-            html.Progress(id=ids.RUN_PROGRESS, value=value, max=maximum),
-            html.Span(id=ids.RUN_PROGRESS_TEXT, className="muted", children=text),
-            html.Div(id=ids.APP_STATUS, role="status", children=status),
         ],
     )
 

@@ -1,0 +1,138 @@
+"""A finished run's result as a person reads it (the contract's "Result views").
+
+A result object with a `table` (a list of row objects) is a grid, one with a
+`figure` (a Plotly figure) a chart, both when it has both; what else it holds, and
+any other result, is shown as formatted JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import dash_ag_grid as dag
+from dash import dcc, html
+
+from myapp.dashboard import ids
+from myapp.models import Run, isoformat
+
+# Rows a grid is given at once; a bigger table is cut, and the page says so.
+MAX_TABLE_ROWS = 5000
+SHORT_TABLE_ROWS = 15
+
+
+def table_of(result: Any) -> list[dict[str, Any]] | None:
+    """The result's `table` if it is a list of row objects."""
+    if not isinstance(result, Mapping):
+        return None
+    table = result.get("table")
+    if isinstance(table, list) and all(isinstance(row, Mapping) for row in table):
+        return [dict(row) for row in table]
+    return None
+
+
+def figure_of(result: Any) -> dict[str, Any] | None:
+    """The result's `figure` if it looks like a Plotly figure (data and/or layout)."""
+    if not isinstance(result, Mapping):
+        return None
+    figure = result.get("figure")
+    if isinstance(figure, Mapping) and (
+        isinstance(figure.get("data"), list) or isinstance(figure.get("layout"), dict)
+    ):
+        return dict(figure)
+    return None
+
+
+def result_view(result: Any) -> list[Any]:
+    """The children of `result-view` for a finished run's result."""
+    table, figure = table_of(result), figure_of(result)
+    parts: list[Any] = []
+    if figure is not None:
+        parts.append(dcc.Graph(id=ids.RESULT_GRAPH, figure=figure))
+    if table is not None:
+        parts.extend(_grid(table))
+    rest = result
+    if isinstance(result, Mapping) and (table is not None or figure is not None):
+        shown = {k for k, v in (("table", table), ("figure", figure)) if v is not None}
+        rest = {k: v for k, v in result.items() if k not in shown}
+        if not rest:
+            return parts
+    if rest is not result:
+        parts.append(html.H3("Other values"))
+    parts.append(
+        html.Pre(json.dumps(rest, indent=2, sort_keys=False), className="result-json")
+    )
+    return parts
+
+
+def _grid(table: list[dict[str, Any]]) -> list[Any]:
+    columns: dict[str, None] = {}
+    for row in table[:MAX_TABLE_ROWS]:
+        columns.update(dict.fromkeys(str(key) for key in row))
+    rows = table[:MAX_TABLE_ROWS]
+    # A short table is as tall as its rows; a long one scrolls.
+    short = len(rows) <= SHORT_TABLE_ROWS
+    parts: list[Any] = [
+        dag.AgGrid(
+            id=ids.RESULT_GRID,
+            columnDefs=[{"field": name} for name in columns],
+            rowData=rows,
+            defaultColDef={
+                "resizable": True,
+                "sortable": True,
+                "filter": True,
+                "flex": 1,
+                "minWidth": 110,
+            },
+            dashGridOptions={
+                "animateRows": False,
+                **({"domLayout": "autoHeight"} if short else {}),
+            },
+            style={"width": "100%", **({} if short else {"height": "420px"})},
+            className="ag-theme-alpine",
+        )
+    ]
+    if len(table) > MAX_TABLE_ROWS:
+        parts.append(
+            html.P(
+                f"Showing the first {MAX_TABLE_ROWS:,} of {len(table):,} rows.",
+                className="muted",
+            )
+        )
+    return parts
+
+
+def waiting_view() -> html.P:
+    """What `result-view` shows while the task has no result to show."""
+    return html.P(
+        "No run of this task has finished yet. The result of a run started here "
+        "appears here when it finishes.",
+        className="muted",
+    )
+
+
+def ended_view(run: Run, *, latest: bool = False) -> list[Any]:
+    """What `result-view` shows for a run that has ended: which run it is, then
+    its result (or why it has none). `latest`: the newest result of the task,
+    shown when the page opens."""
+    finished = isoformat(run.finished_at) or ""
+    who = f", started by {run.created_by}" if run.created_by else ""
+    caption = html.P(
+        [
+            "Latest result: " if latest else "Result of ",
+            html.A(f"run {run.id[:8]}", href=f"/runs/{run.id}"),
+            f" ({run.source}{who}, ended {finished}).",
+        ],
+        className="muted",
+    )
+    if run.state == "SUCCESS":
+        return [caption, *result_view(run.result)]
+    if run.state == "REVOKED":
+        return [caption, html.P("The run was cancelled: it has no result.")]
+    return [
+        caption,
+        html.P(
+            f"The run failed: {run.error_type}: {run.error_message}", className="error"
+        ),
+    ]
