@@ -15,7 +15,8 @@ from myapp.dashboard import ids
 from myapp.extensions import get_store
 from myapp.testing import BROWSER_PASSWORD, sign_in, wait_for
 
-TASK_MODULES = "tests.dash_result_tasks"
+# tests/log_tasks.py: a task that writes to its run's log while it holds.
+TASK_MODULES = "tests.dash_result_tasks,tests.log_tasks"
 
 # The main page's fixtures: the browser, and the app served with an admin signed in.
 dash_duo = main_page_tests.dash_duo
@@ -124,6 +125,25 @@ def test_summarize_data_runs_in_both_modes_and_shows_its_result(
     link = f"#{ids.TASK_RUNS_GRID} a[href='/runs/{started.id}']"
     wait_for(lambda: dash_duo.driver.find_elements(By.CSS_SELECTOR, link))
     assert not disabled(dash_duo, f"#{ids.RUN_BUTTON}")
+
+
+@pytest.mark.parametrize("mode", ["background", "queued"])
+def test_the_run_log_comes_in_live(app, live, dash_duo, mode):
+    open_task(dash_duo, live, "chatty")
+    type_into(dash_duo, "lines", "2")
+    type_into(dash_duo, "hold", "4")
+    run(dash_duo, mode)
+
+    def log() -> str:
+        return dash_duo.find_element(f"#{ids.RUN_LOG}").text
+
+    # The lines come while the task still holds, then the last ones, in order.
+    wait_for(lambda: "line 2" in log(), timeout=15)
+    assert "Finished" not in status(dash_duo)
+    wait_for(lambda: "WARNING done" in log(), timeout=30)
+    text = log()
+    assert text.index("line 1") < text.index("line 2") < text.index("caught")
+    assert "ERROR caught (ValueError: it broke)" in text
 
 
 def test_a_table_and_a_figure_show_as_grid_and_chart(app, live, dash_duo):

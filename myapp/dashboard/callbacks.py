@@ -17,6 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from myapp.dashboard import core, data, history, ids, layout, polling, task_page
 from myapp.dashboard.manager import AppCeleryManager
 from myapp.dashboard.run_callbacks import register_run_callbacks
+from myapp.dashboard.run_log import register_run_log_callbacks
 from myapp.dashboard.task_page import register_task_page_callbacks
 from myapp.dashboard.values import only, run_id, text
 from myapp.extensions import db
@@ -29,6 +30,7 @@ def register_callbacks(
 ) -> None:
     _register_router(dash_app)
     register_run_callbacks(dash_app, manager)
+    register_run_log_callbacks(dash_app)
     register_task_page_callbacks(dash_app, registry)
     _register_data(dash_app)
     _register_history(dash_app)

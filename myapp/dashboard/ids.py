@@ -20,6 +20,7 @@ RESULT_VIEW = "result-view"
 RESULT_GRID = "result-grid"
 RESULT_GRAPH = "result-graph"
 TASK_RUNS_GRID = "task-runs-grid"
+RUN_LOG = "run-log"  # the followed run's log lines (ctx.log), live
 TASK_LIST = "task-list"  # /dash/tasks
 
 
@@ -45,6 +46,8 @@ BG_DONE = "bg-done"  # {"id": …} of the finished background run
 QUEUED_DONE = "queued-done"  # {"id": …} of the queued run once it has ended
 RUN_PAGE = "run-page"  # {"task": …, "form": …}: which task the page's form starts
 RUN_FORM = "run-form"  # the container of the page's parameter controls
+RUN_LOG_STATE = "run-log-state"  # {"run": id, "next": seq} of the lines shown
+RUN_LOG_INTERVAL = "run-log-interval"
 RUN_SHOWN = "run-shown"  # the ended run the page has shown (its result, its status)
 START_REASON = "start-reason"  # why the signed-in user may not start the task
 TASK_RUNS_INTERVAL = "task-runs-interval"

@@ -8,7 +8,6 @@ any other result, is shown as formatted JSON.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from typing import Any
 
 import dash_ag_grid as dag
@@ -16,60 +15,31 @@ from dash import dcc, html
 
 from myapp.dashboard import ids
 from myapp.models import Run, isoformat
+from myapp.runs.results import result_view as split_result
 
 # Rows a grid is given at once; a bigger table is cut, and the page says so.
 MAX_TABLE_ROWS = 5000
 SHORT_TABLE_ROWS = 15
 
 
-def table_of(result: Any) -> list[dict[str, Any]] | None:
-    """The result's `table` if it is a list of row objects."""
-    if not isinstance(result, Mapping):
-        return None
-    table = result.get("table")
-    if isinstance(table, list) and all(isinstance(row, Mapping) for row in table):
-        return [dict(row) for row in table]
-    return None
-
-
-def figure_of(result: Any) -> dict[str, Any] | None:
-    """The result's `figure` if it looks like a Plotly figure (data and/or layout)."""
-    if not isinstance(result, Mapping):
-        return None
-    figure = result.get("figure")
-    if isinstance(figure, Mapping) and (
-        isinstance(figure.get("data"), list) or isinstance(figure.get("layout"), dict)
-    ):
-        return dict(figure)
-    return None
-
-
 def result_view(result: Any) -> list[Any]:
-    """The children of `result-view` for a finished run's result."""
-    table, figure = table_of(result), figure_of(result)
+    """The children of `result-view` for a finished run's result, split as the
+    HTML run page splits it (myapp.runs.results.result_view)."""
+    view = split_result(result)
     parts: list[Any] = []
-    if figure is not None:
-        parts.append(dcc.Graph(id=ids.RESULT_GRAPH, figure=figure))
-    if table is not None:
-        parts.extend(_grid(table))
-    rest = result
-    if isinstance(result, Mapping) and (table is not None or figure is not None):
-        shown = {k for k, v in (("table", table), ("figure", figure)) if v is not None}
-        rest = {k: v for k, v in result.items() if k not in shown}
-        if not rest:
-            return parts
-    if rest is not result:
+    if view.figure is not None:
+        parts.append(dcc.Graph(id=ids.RESULT_GRAPH, figure=view.figure))
+    if view.table is not None:
+        parts.extend(_grid(view.table, view.columns))
+    if view.rest is None:
+        return parts or [html.P("The task returned nothing.", className="muted")]
+    if parts:
         parts.append(html.H3("Other values"))
-    parts.append(
-        html.Pre(json.dumps(rest, indent=2, sort_keys=False), className="result-json")
-    )
+    parts.append(html.Pre(json.dumps(view.rest, indent=2), className="result-json"))
     return parts
 
 
-def _grid(table: list[dict[str, Any]]) -> list[Any]:
-    columns: dict[str, None] = {}
-    for row in table[:MAX_TABLE_ROWS]:
-        columns.update(dict.fromkeys(str(key) for key in row))
+def _grid(table: list[dict[str, Any]], columns: tuple[str, ...]) -> list[Any]:
     rows = table[:MAX_TABLE_ROWS]
     # A short table is as tall as its rows; a long one scrolls.
     short = len(rows) <= SHORT_TABLE_ROWS

@@ -15,6 +15,7 @@ from dash import dcc, html
 
 from myapp.dashboard import core, forms, ids, polling
 from myapp.dashboard.core import Mode
+from myapp.dashboard.run_log import log_block
 from myapp.models import Run
 
 
@@ -108,6 +109,7 @@ def progress_block(following: Run | None, *, plain: bool) -> html.Div:
             html.Progress(id=ids.RUN_PROGRESS, value=value, max=maximum),
             html.Span(id=ids.RUN_PROGRESS_TEXT, className="muted", children=text),
             html.Div(id=ids.APP_STATUS, role="status", children=status),
+            log_block(),
         ],
     )
 

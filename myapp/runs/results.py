@@ -63,7 +63,9 @@ def result_view(result: Any) -> ResultView:
     table = result.get("table")
     figure = result.get("figure")
     is_table = isinstance(table, list) and all(isinstance(r, dict) for r in table)
-    is_figure = isinstance(figure, dict) and isinstance(figure.get("data"), list)
+    is_figure = isinstance(figure, dict) and (
+        isinstance(figure.get("data"), list) or isinstance(figure.get("layout"), dict)
+    )
     if not (is_table or is_figure):
         return ResultView(rest=result)
     drawn = {"table"} if is_table else set()
