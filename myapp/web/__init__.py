@@ -20,6 +20,7 @@ def web_init_app(app: Flask) -> None:
     from myapp.web.guards import guards_init_app
     from myapp.web.security import security_init_app
     from myapp.web.views import views_init_app
+    from myapp.web.words import words_init_app
 
     errors_init_app(app)
     guards_init_app(app)
@@ -30,4 +31,5 @@ def web_init_app(app: Flask) -> None:
         allow_anonymous(app, "metrics.get_metrics")
     app.register_blueprint(api.bp)
     views_init_app(app)
+    words_init_app(app)
     security_init_app(app)
