@@ -345,6 +345,27 @@ def test_history_links_to_dash_history_and_shows_errors_in_words(app, client):
     assert "No runs match these filters." in empty
 
 
+def test_api_docs_page_is_drawn_from_the_openapi_document(app, client):
+    document = client.get("/api/openapi.json").get_json()
+    page = client.get("/api/docs")
+    assert page.status_code == 200 and page.mimetype == "text/html"
+    html = page.get_data(as_text=True)
+    text = text_of(page)
+    for path, item in document["paths"].items():
+        for method in item:
+            if method != "parameters":
+                assert f"{method.upper()} {path}" in text, (method, path)
+    # A task's body fields with their rules and defaults, as a person reads them.
+    assert re.search(r"<code>rows</code>.*?integer.*?≥ 1, ≤ 100000.*?10", html, re.S)
+    assert "Idempotency-Key" in text and "Run" in text
+    # Nothing fetched from elsewhere, and a link to make a token.
+    assert not re.search(r'(src|href)="(https?:)?//', html)
+    assert 'href="/tokens"' in html
+    anonymous = app.test_client(token=None).get("/api/docs")
+    assert anonymous.status_code == 302
+    assert anonymous.headers["Location"].startswith("/login?next=/api/docs")
+
+
 def test_unknown_run_is_a_404_page(client):
     response = client.get("/runs/does-not-exist")
     assert response.status_code == 404
