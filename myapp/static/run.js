@@ -108,6 +108,7 @@
     drawProgress(run);
     setText("run-message", stateMessage(run));
     setText("run-attempts", String(run.attempts));
+    setText("run-cancelled-by", run.cancelled_by || "—");
     setText("run-started", run.started_at || "—");
     setText("run-finished", run.finished_at || "—");
     setText("run-duration", run.duration_s === null ? "—" : run.duration_s + " s");

@@ -6,10 +6,12 @@ each operation.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Blueprint, render_template
+from markupsafe import Markup, escape
 
 from myapp.web.openapi import openapi_document
 
@@ -165,6 +167,12 @@ def schemas(document: dict[str, Any]) -> dict[str, list[Field]]:
             for prop, spec in schema.get("properties", {}).items()
         ]
     return shown
+
+
+@bp.app_template_filter("code_spans")
+def code_spans(text: str) -> Markup:
+    """The document's descriptions mark commands `like this`: show them as code."""
+    return Markup(re.sub(r"`([^`]+)`", r"<code>\1</code>", str(escape(text))))
 
 
 @bp.get("/api/docs")
