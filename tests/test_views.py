@@ -298,6 +298,9 @@ def test_a_cancelled_run_says_nothing_was_added_in_words_people_use(app, client)
     assert "State: cancelled" in text and "Cancelled: nothing was added." in text
     assert "7000" not in text and "14%" not in text
     assert re.search(r'<progress id="run-progress"[^>]*\bhidden\b', page.text)
+    # No empty log box: one sentence says there is nothing.
+    assert re.search(r'<ol id="run-log-lines"[^>]*></ol>', page.text)
+    assert "The task wrote nothing to its log." in text
     # The API keeps the contract's states.
     assert client.get(f"/api/runs/{run_id}").get_json()["state"] == "REVOKED"
 

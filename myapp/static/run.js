@@ -134,6 +134,8 @@
       setText("run-error-message", run.error.message);
     }
     if (isFinished(run.state)) {
+      // Shown only while no line came: the run is over, none will.
+      setText("run-log-empty", "The task wrote nothing to its log.");
       var cancel = $("cancel-form");
       if (cancel) {
         cancel.parentNode.removeChild(cancel);
