@@ -268,7 +268,9 @@ def main() -> int:
     embedded = None
     if not env.get("REDIS_URL"):
         try:
-            embedded, env["REDIS_URL"] = start_redis(instance)
+            # Its own process group too: a terminal's Ctrl-C must not stop Redis
+            # under the workers still shutting down; it goes last, below.
+            embedded, env["REDIS_URL"] = start_redis(instance, process_group=0)
         except RuntimeError as exc:
             sys.exit(str(exc))
         print(f"embedded Redis: {env['REDIS_URL']} (data in {instance / 'redis'})")
