@@ -17,12 +17,18 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app: config, extensions, Celery, blueprints, CLI, Dash."""
+    from myapp import localstack
+
     test_config = dict(test_config or {})
     instance = test_config.pop("INSTANCE_PATH", None) or os.environ.get("INSTANCE_PATH")
     app = Flask(__name__, instance_path=str(instance or PROJECT_ROOT / "instance"))
+    environ = from_environ(os.environ)
     app.config.from_mapping(default_config(app.instance_path))
-    app.config.from_mapping(from_environ(os.environ))
+    app.config.from_mapping(environ)
     app.config.from_mapping(test_config)
+    # Development: what `make run` chose (its Redis) and the checkout's kept key,
+    # for what neither the environment nor the caller gave.
+    localstack.apply(app.config, app.instance_path, {**environ, **test_config})
     finalize(app.config)
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     _logging_init()
@@ -60,3 +66,6 @@ def _logging_init() -> None:
             level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
     logging.getLogger("myapp").setLevel(logging.INFO)
+    # alembic announces each of its plugins at INFO whenever it is imported, in
+    # every process: seven lines per start that bury the sign-in lines.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)

@@ -18,10 +18,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import click
-from flask import Flask
+from flask import Flask, current_app
 from flask.cli import AppGroup
 
-from myapp import runs, users
+from myapp import localstack, runs, users
 from myapp.models import Run
 from myapp.tasks import UnknownTask, ValidationError, task_registry
 
@@ -55,6 +55,7 @@ def run_command(
 ) -> None:
     """Start NAME with parameters given as key=value (lists as key=a,b, booleans as
     key=true or key=false; `tasks list` shows each task's parameters)."""
+    require_stack()
     requester = _requester(as_user)
     raw: dict[str, str] = {}
     for item in params:
@@ -281,6 +282,15 @@ def _account_errors() -> Iterator[None]:
     try:
         yield
     except users.AccountError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def require_stack() -> None:
+    """Stop a command that needs Redis, in one line, when nothing answers there: a
+    run sent to no broker would wait forever."""
+    try:
+        localstack.require_redis(current_app.config)
+    except localstack.StackUnreachable as exc:
         raise click.ClickException(str(exc)) from None
 
 

@@ -76,7 +76,7 @@ SETTINGS: tuple[Setting, ...] = (
         str,
         "redis://127.0.0.1:6379/0",
         "Broker, result backend and data store. Unset under `make run`: an embedded "
-        "Redis.",
+        "Redis, which `flask` commands of the checkout find in instance/devstack.env.",
         example="",
     ),
     Setting(
@@ -92,8 +92,9 @@ SETTINGS: tuple[Setting, ...] = (
         "SECRET_KEY",
         str,
         None,
-        "Sessions, CSRF, Dash's signed job handles. Random per start in development; "
-        "required (and shared by every web process) when APP_ENV is not development.",
+        "Sessions, CSRF, Dash's signed job handles. In development: made once and "
+        "kept in instance/secret_key; required (and shared by every web process) "
+        "when APP_ENV is not development.",
     ),
     Setting("APP_ENV", str, "development", "development, or anything else for HTTPS."),
     Setting(
@@ -113,6 +114,14 @@ SETTINGS: tuple[Setting, ...] = (
         app=False,
     ),
     Setting("PORT", int, 8000, "Port gunicorn listens on.", 1, 65535, app=False),
+    Setting(
+        "HOST",
+        str,
+        "127.0.0.1",
+        "Address `make run` serves on (0.0.0.0: every interface). The Procfile's web "
+        "listens on 0.0.0.0 for platforms and ignores it.",
+        app=False,
+    ),
     Setting("MAX_ROWS_PER_RUN", int, 100_000, "Rows one run may write.", minimum=1),
     Setting(
         "TASK_MODULES",
@@ -353,6 +362,8 @@ def default_config(instance_path: str) -> dict[str, Any]:
             # open for hours, and the session (not the clock) is what it binds to.
             "WTF_CSRF_TIME_LIMIT": None,
             "JSON_SORT_KEYS": False,
+            # The file REDIS_URL was read from (myapp.localstack), for messages.
+            "REDIS_URL_FROM": None,
         }
     )
     return config
@@ -426,8 +437,8 @@ def finalize(config: dict[str, Any]) -> None:
     # Flask checks every request's Host against this list (None: any host).
     config["TRUSTED_HOSTS"] = hosts or None
     if not config.get("SECRET_KEY"):
-        # Development only: a random key per start. `make run` sets one for all
-        # processes so sessions and Dash's signed job handles agree between them.
+        # Development with no instance key (myapp.localstack normally keeps one):
+        # a random key for this app alone.
         config["SECRET_KEY"] = secrets.token_hex(32)
     if config.get("MAX_ACTIVE_RUNS_PER_TASK") is None:
         # A fifth of the slots stay free for the other tasks.

@@ -521,10 +521,19 @@ class Launcher(Service):
         return found
 
     def stop(self, timeout: float = 30) -> None:
-        # SIGINT to the group is Ctrl-C in a terminal: honcho stops its processes.
+        # SIGINT to the group is Ctrl-C in a terminal: the launcher tells honcho,
+        # which stops its processes.
+        import psutil
+
+        # honcho runs in a process group of its own: whatever of the tree outlives
+        # the launcher is killed by pid, never left behind.
+        tree = self.tree()
         if self.alive():
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.pid, signal.SIGINT)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(timeout)
         self.kill()
+        for proc in tree[1:]:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()

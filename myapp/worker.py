@@ -150,7 +150,15 @@ def _register(celery_app: Celery, definition: TaskDefinition) -> None:
             "time_limit": definition.time_limit,
             "soft_time_limit": definition.soft_time_limit,
         }
-    celery_app.task(name=definition.name, bind=True, shared=False, **limits)(run_task)
+    # throws: a run ending for a reason it states (a cancel, invalid parameters) is
+    # routine; Celery logs it as one INFO line instead of ERROR and a traceback.
+    celery_app.task(
+        name=definition.name,
+        bind=True,
+        shared=False,
+        throws=(runs.RunFailed,),
+        **limits,
+    )(run_task)
 
 
 # Maintenance passes are short; a stuck one must not hold a pool process for long.

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from myapp.testing import wait_for_state
+import logging
+
+from myapp.testing import wait_for, wait_for_state
 
 
 def start(client, task="generate_data", body=None, **kwargs):
@@ -76,6 +78,24 @@ def test_cancel_revokes_and_appends_nothing(client, worker):
     final = client.get(run["status_url"]).get_json()
     assert final["state"] == "REVOKED" and final["finished_at"] is not None
     assert client.get("/api/data").get_json()["total"] == 0
+
+
+def test_a_cancel_is_one_info_line_in_the_worker_log(client, worker, caplog):
+    caplog.set_level(logging.INFO, logger="celery.app.trace")
+    run = start(client, body={"rows": 5, "seconds": 10}).get_json()
+    wait_for_state(client, run["id"], ("PROGRESS",))
+    assert client.delete(run["status_url"]).status_code == 202
+
+    def worker_said() -> list[logging.LogRecord]:
+        return [
+            r
+            for r in caplog.records
+            if r.name == "celery.app.trace" and run["id"] in r.getMessage()
+        ]
+
+    lines = wait_for(worker_said, what="the worker's line about the cancelled run")
+    assert [(r.levelname, r.exc_info) for r in lines] == [("INFO", None)]
+    assert "cancelled" in lines[0].getMessage()
 
 
 def test_a_task_that_raises_ends_failure_with_type_and_message(app, client, worker):

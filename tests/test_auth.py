@@ -189,7 +189,9 @@ def test_every_route_but_the_open_ones_refuses_anonymous_callers(app):
                 assert response.status_code not in (302, 401), (method, path)
                 continue
             seen += 1
-            machine = path.startswith("/api/") or path == "/metrics"
+            # /api/docs is a page for people: sign in first, like the others.
+            machine = path.startswith("/api/") and path != "/api/docs"
+            machine = machine or path == "/metrics"
             if machine or "/_dash-" in path or "_reload" in path:
                 assert response.status_code == 401, (method, path)
                 assert response.headers["WWW-Authenticate"].startswith("Bearer")
@@ -705,3 +707,57 @@ def test_the_last_enabled_admin_cannot_be_demoted_or_disabled(app, runner):
     assert last.exit_code == 1 and "root2 is the last enabled admin" in last.output
     assert runner.invoke(args=["users", "enable", "admin"]).exit_code == 0
     assert runner.invoke(args=["users", "set-role", "root2", "viewer"]).exit_code == 0
+
+
+# -- /tokens: a signed-in user's own API tokens ----------------------------------------
+
+
+def test_the_tokens_page_makes_a_working_token_shown_once_and_revokes_it(
+    browser_client,
+):
+    page = browser_client.get("/tokens").get_data(as_text=True)
+    assert "<td>tests</td>" in page  # the one make_user made
+    made = browser_client.post(
+        "/tokens", data={"label": "nightly export", "csrf_token": csrf_of(page)}
+    )
+    assert made.status_code == 200 and made.headers["Cache-Control"] == "no-store"
+    html = made.get_data(as_text=True)
+    token = re.search(r'<pre id="new-token">(myapp_[^<]+)</pre>', html).group(1)
+    assert "only this once" in html
+    # Reload shows the list: the address bar says /tokens, and so does the page.
+    assert 'data-page-url="/tokens"' in html
+
+    api = browser_client.application.test_client(token=token)
+    assert api.get("/api/runs").status_code == 200
+    listed = browser_client.get("/tokens").get_data(as_text=True)
+    assert "nightly export" in listed and token not in listed
+
+    token_id = re.findall(r'action="/tokens/(\d+)/revoke"', listed)[-1]
+    revoked = browser_client.post(
+        f"/tokens/{token_id}/revoke", data={"csrf_token": csrf_of(listed)}
+    )
+    assert "Revoked the token “nightly export”" in revoked.get_data(as_text=True)
+    assert api.get("/api/runs").status_code == 401
+    assert "nightly export" not in browser_client.get("/tokens").get_data(as_text=True)
+
+
+def test_the_tokens_page_needs_a_label_and_the_csrf_token(browser_client, make_user):
+    page = browser_client.get("/tokens").get_data(as_text=True)
+    refused = browser_client.post("/tokens", data={"label": "x"})
+    assert refused.status_code == 400
+    empty = browser_client.post(
+        "/tokens", data={"label": " ", "csrf_token": csrf_of(page)}
+    )
+    assert empty.status_code == 422 and "label must be 1 to 100" in empty.get_data(
+        as_text=True
+    )
+    # Nobody revokes another user's token from their page.
+    other, _ = make_user("admin")
+    with browser_client.application.app_context():
+        theirs = db.session.scalar(
+            select(ApiToken.id).join(User).where(User.name == other)
+        )
+    answer = browser_client.post(
+        f"/tokens/{theirs}/revoke", data={"csrf_token": csrf_of(page)}
+    )
+    assert answer.status_code == 404

@@ -287,7 +287,8 @@ def test_flask_and_dash_pages_share_one_navigation_bar(app, live, dash_duo):
         ["Runs", "/runs"],
         ["Dash", "/dash/"],
         ["Dash history", "/dash/history"],
-        ["API", "/api/openapi.json"],
+        ["API", "/api/docs"],
+        ["Tokens", "/tokens"],
     ]
     for path, page in seen.items():
         assert page["links"] == links, path

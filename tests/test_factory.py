@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from flask import current_app
 
-from myapp import PROJECT_ROOT, config, create_app
+from myapp import PROJECT_ROOT, config, create_app, localstack
 from myapp.config import database_url
 from myapp.extensions import db
 
@@ -126,10 +126,31 @@ def test_production_refuses_to_start_without_a_secret_key(tmp_path):
     assert app.config["SECRET_KEY"] == "s" * 32
 
 
-def test_development_gets_a_random_key_per_start(tmp_path):
-    one = create_app({"INSTANCE_PATH": str(tmp_path)}).config["SECRET_KEY"]
-    two = create_app({"INSTANCE_PATH": str(tmp_path)}).config["SECRET_KEY"]
-    assert one and two and one != two
+def test_development_keeps_one_random_key_per_checkout(tmp_path):
+    # Sessions survive a restart of `make run`: the key is made once, kept under
+    # instance/ for its owner alone, and another checkout gets its own.
+    one = create_app({"INSTANCE_PATH": str(tmp_path / "a")}).config["SECRET_KEY"]
+    two = create_app({"INSTANCE_PATH": str(tmp_path / "a")}).config["SECRET_KEY"]
+    other = create_app({"INSTANCE_PATH": str(tmp_path / "b")}).config["SECRET_KEY"]
+    assert one == two and len(one) >= 32 and other != one
+    assert (tmp_path / "a" / "secret_key").stat().st_mode & 0o777 == 0o600
+
+
+def test_commands_read_the_running_launchers_redis_url(tmp_path, monkeypatch):
+    localstack.write_launcher_file(tmp_path, "redis://127.0.0.1:1234/0")
+    app = create_app({"INSTANCE_PATH": str(tmp_path)})
+    assert app.config["REDIS_URL"] == "redis://127.0.0.1:1234/0"
+    assert (tmp_path / "devstack.env").stat().st_mode & 0o777 == 0o600
+    # What the environment says wins; production never reads the file.
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:5678/0")
+    app = create_app({"INSTANCE_PATH": str(tmp_path)})
+    assert app.config["REDIS_URL"] == "redis://127.0.0.1:5678/0"
+    monkeypatch.delenv("REDIS_URL")
+    production = {"APP_ENV": "production", "SECRET_KEY": "s" * 32}
+    app = create_app(
+        {"INSTANCE_PATH": str(tmp_path), "ALLOWED_HOSTS": "x.example", **production}
+    )
+    assert app.config["REDIS_URL"] == "redis://127.0.0.1:6379/0"
 
 
 def test_database_urls_are_normalised():

@@ -20,13 +20,13 @@ def start(client, task="generate_data", **body):
     return client.post(f"/api/tasks/{task}/runs", json=body or {"seconds": 0})
 
 
-def test_secret_key_is_required_outside_development(make_app):
+def test_secret_key_is_required_outside_development(make_app, tmp_path):
     with pytest.raises(RuntimeError, match="SECRET_KEY is required"):
         make_app(APP_ENV="production", SECRET_KEY=None)
-    # development gets a random one per start, never a fixed default
+    # development makes a random one, never a fixed default, and keeps it
     one = make_app(SECRET_KEY=None).config["SECRET_KEY"]
-    two = make_app(SECRET_KEY=None).config["SECRET_KEY"]
-    assert one != two and len(one) >= 32
+    other = make_app(SECRET_KEY=None, INSTANCE_PATH=str(tmp_path / "other"))
+    assert one != other.config["SECRET_KEY"] and len(one) >= 32
 
 
 @pytest.mark.parametrize("env, secure", [("production", True), ("development", False)])

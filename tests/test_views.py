@@ -269,7 +269,7 @@ def test_run_page_shows_parameters_state_and_timings(app, client):
     page = client.get(f"/runs/{run_id}")
     assert page.status_code == 200
     text = text_of(page)
-    assert "older_than_days=30" in text and "PENDING" in text
+    assert "older_than_days=30" in text and "State: queued" in text
     assert "Waiting for a worker" in text and "Cancel this run" in text
     # Readable without JavaScript: it reloads itself while the run is active.
     assert '<meta http-equiv="refresh"' in page.get_data(as_text=True)
@@ -278,9 +278,97 @@ def test_run_page_shows_parameters_state_and_timings(app, client):
         runs.fail_run(run_id, "ValueError", "it broke")
     page = client.get(f"/runs/{run_id}")
     text = text_of(page)
-    assert "FAILURE" in text and "ValueError : it broke" in text
+    assert "State: failed" in text and "ValueError : it broke" in text
     html = page.get_data(as_text=True)
     assert "cancel-form" not in html and "http-equiv" not in html
+
+
+def test_a_cancelled_run_says_nothing_was_added_in_words_people_use(app, client):
+    (run_id,) = make_runs(app, [("generate_data", "web")])
+    with app.app_context():
+        run = db.session.get(Run, run_id)
+        run.state, run.progress_current, run.progress_total = "PROGRESS", 7000, 50000
+        run.progress_message = "7000 of 50000 rows"
+        db.session.commit()
+    assert "State: running" in text_of(client.get(f"/runs/{run_id}"))
+    with app.app_context():
+        runs.revoke_run(db.session.get(Run, run_id), cancelled_by="admin")
+    page = client.get(f"/runs/{run_id}")
+    text = text_of(page)
+    assert "State: cancelled" in text and "Cancelled: nothing was added." in text
+    assert "7000" not in text and "14%" not in text
+    assert re.search(r'<progress id="run-progress"[^>]*\bhidden\b', page.text)
+    # No empty log box: one sentence says there is nothing.
+    assert re.search(r'<ol id="run-log-lines"[^>]*></ol>', page.text)
+    assert "The task wrote nothing to its log." in text
+    # The API keeps the contract's states.
+    assert client.get(f"/api/runs/{run_id}").get_json()["state"] == "REVOKED"
+
+
+def test_a_run_sent_without_parameters_shows_the_defaults_it_used(app, client):
+    (run_id,) = make_runs(app, [("generate_data", "beat")])
+    with app.app_context():
+        db.session.get(Run, run_id).params = {}  # as beat sends it
+        db.session.commit()
+    text = text_of(client.get(f"/runs/{run_id}"))
+    assert "Parameters defaults: rows=10 , seconds=5" in text
+
+
+def test_run_again_says_which_run_it_repeats_and_shows_its_own_address(app, client):
+    (run_id,) = make_runs(app, [("summarize_data", "web")])
+    page = client.get(f"/runs/{run_id}").get_data(as_text=True)
+    key = unescape(re.search(r'name="idempotency_key" value="([^"]+)"', page)[1])
+    answer = client.post(
+        f"/runs/{run_id}/rerun",
+        data={
+            "csrf_token": hidden_fields(client)["csrf_token"],
+            "idempotency_key": key,
+        },
+    )
+    assert answer.status_code == 202
+    new_id = answer.headers["Location"].rsplit("/", 1)[-1]
+    assert new_id != run_id
+    assert f"A new run: Run again of run {run_id[:8]}" in text_of(answer)
+    html = answer.get_data(as_text=True)
+    assert f'href="/runs/{run_id}"' in html
+    assert f'data-page-url="/runs/{new_id}"' in html and "page.js" in html
+
+
+def test_history_links_to_dash_history_and_shows_errors_in_words(app, client):
+    (run_id,) = make_runs(app, [("prune_runs", "cli")])
+    with app.app_context():
+        runs.fail_run(run_id, "ValueError", "the folder is gone " * 10)
+    html = client.get("/runs").get_data(as_text=True)
+    assert 'href="/dash/history"' in html and f'href="/runs/{run_id}"' in html
+    cell = re.search(
+        r'data-label="State"><span class="state[^>]*>failed</span>.*?</td>', html, re.S
+    )
+    assert cell and "ValueError: the folder is gone" in cell[0]
+    empty = text_of(client.get("/runs?task=summarize_data"))
+    assert "No runs match these filters." in empty
+
+
+def test_api_docs_page_is_drawn_from_the_openapi_document(app, client):
+    document = client.get("/api/openapi.json").get_json()
+    page = client.get("/api/docs")
+    assert page.status_code == 200 and page.mimetype == "text/html"
+    html = page.get_data(as_text=True)
+    text = text_of(page)
+    for path, item in document["paths"].items():
+        for method in item:
+            if method != "parameters":
+                assert f"{method.upper()} {path}" in text, (method, path)
+    # A task's body fields with their rules and defaults, as a person reads them.
+    assert re.search(r"<code>rows</code>.*?integer.*?≥ 1, ≤ 100000.*?10", html, re.S)
+    assert "Idempotency-Key" in text and 'href="#schema-Run"' in html
+    assert "<code>flask --app wsgi users token NAME</code>" in html
+    assert 'href="#schema-list of object"' not in html  # only shapes it describes
+    # Nothing fetched from elsewhere, and a link to make a token.
+    assert not re.search(r'(src|href)="(https?:)?//', html)
+    assert 'href="/tokens"' in html
+    anonymous = app.test_client(token=None).get("/api/docs")
+    assert anonymous.status_code == 302
+    assert anonymous.headers["Location"].startswith("/login?next=/api/docs")
 
 
 def test_unknown_run_is_a_404_page(client):
@@ -308,7 +396,7 @@ def test_form_run_reaches_success_with_a_worker(client, worker):
     run_id = response.headers["Location"].rsplit("/", 1)[-1]
     assert wait_for_state(client, run_id, ("SUCCESS", "FAILURE"))["state"] == "SUCCESS"
     text = text_of(client.get(f"/runs/{run_id}"))
-    assert "SUCCESS" in text and '"rows": 4' in text and "100%" in text
+    assert "State: finished" in text and '"rows": 4' in text and "100%" in text
 
 
 # -- the live page in a real browser --------------------------------------------------
@@ -383,12 +471,13 @@ def test_live_page_follows_a_form_run_to_success(
     browser.find_element("id", "generate_data-seconds").send_keys("3")
     browser.find_element("css selector", "#form-generate_data button").click()
 
-    wait_for(lambda: "/tasks/generate_data/runs" in browser.current_url)
+    # The address bar shows the run's page, not the form's POST URL.
+    wait_for(lambda: re.search(r"/runs/[0-9a-f-]{36}$", browser.current_url))
     # Progress moves mid-run without a reload...
     wait_for(lambda: 0 < float(read(browser, "run-progress", "value") or 0) < 20)
     assert read(browser, "cancel-form", "id") == "cancel-form"
     # ...then the page shows the outcome and drops the cancel button.
-    wait_for(lambda: read(browser, "run-state") == "SUCCESS", timeout=30)
+    wait_for(lambda: read(browser, "run-state") == "finished", timeout=30)
     assert read(browser, "run-progress", "value") == "1"
     assert read(browser, "run-percent") == "100%"
     assert '"rows": 20' in read(browser, "run-result-json")
@@ -402,7 +491,7 @@ def test_live_page_copes_with_pending_retry_and_failure(
     sign_in(browser, live_server.url, *browser_login)
     (run_id,) = make_runs(app, [("generate_data", "web")])
     browser.get(f"{live_server.url}/runs/{run_id}")
-    assert read(browser, "run-state") == "PENDING"
+    assert read(browser, "run-state") == "queued"
     assert read(browser, "run-message") == "Waiting for a worker…"
     # No progress yet: an indeterminate bar, not a bar stuck at 0.
     assert read(browser, "run-progress", "value") in (None, "0")
@@ -415,12 +504,12 @@ def test_live_page_copes_with_pending_retry_and_failure(
 
     with app.app_context():
         runs.mark_retry(run_id, "redis went away")
-    wait_for(lambda: read(browser, "run-state") == "RETRY")
-    assert read(browser, "run-message").startswith("Retrying")
+    wait_for(lambda: read(browser, "run-state") == "waiting to retry")
+    assert read(browser, "run-message").startswith("Waiting to retry")
 
     with app.app_context():
         runs.fail_run(run_id, "ValueError", "bad things")
-    wait_for(lambda: read(browser, "run-state") == "FAILURE")
+    wait_for(lambda: read(browser, "run-state") == "failed")
     assert read(browser, "run-error-type") == "ValueError"
     assert read(browser, "run-error-message") == "bad things"
     assert not browser.find_elements("id", "cancel-form")
@@ -432,13 +521,33 @@ def test_live_page_says_when_the_connection_is_lost_and_recovers(
     sign_in(browser, live_server.url, *browser_login)
     (run_id,) = make_runs(app, [("generate_data", "web")])
     browser.get(f"{live_server.url}/runs/{run_id}")
-    assert read(browser, "run-state") == "PENDING"
+    assert read(browser, "run-state") == "queued"
 
     live_server.stop()
     wait_for(lambda: "Connection lost, retrying" in read(browser, "run-connection"))
     with app.app_context():
         runs.revoke_run(db.session.get(Run, run_id), cancelled_by=None)
     live_server.start()
-    wait_for(lambda: read(browser, "run-state") == "REVOKED", timeout=30)
+    wait_for(lambda: read(browser, "run-state") == "cancelled", timeout=30)
     assert not browser.find_element("id", "run-connection").is_displayed()
-    assert read(browser, "run-message") == "Cancelled."
+    assert read(browser, "run-message") == "Cancelled: nothing was added."
+
+
+def test_history_errors_read_without_sideways_scroll_on_a_phone(
+    app, browser, live_server, browser_login
+):
+    sign_in(browser, live_server.url, *browser_login)
+    (run_id,) = make_runs(app, [("prune_runs", "cli")])
+    with app.app_context():
+        runs.fail_run(run_id, "ValueError", "the folder /var/lib/a/long/path is gone")
+    size = browser.get_window_size()
+    browser.set_window_size(420, 900)
+    try:
+        browser.get(live_server.url + "/runs")
+        error = browser.find_element("css selector", ".run-error")
+        assert error.is_displayed() and "the folder /var/lib/a/long/path" in error.text
+        width = "return document.documentElement.scrollWidth <= window.innerWidth"
+        assert browser.execute_script(width)
+        assert error.rect["x"] + error.rect["width"] <= 420
+    finally:
+        browser.set_window_size(size["width"], size["height"])

@@ -9,6 +9,8 @@
     return;
   }
   var statusUrl = root.getAttribute("data-status-url");
+  // The words pages use for the API's states (myapp/web/words.py).
+  var WORDS = JSON.parse(root.getAttribute("data-state-words") || "{}");
   var FINISHED = ["SUCCESS", "FAILURE", "REVOKED"];
   var POLL_MS = 500;
   // Each status request waits on the server for a change (?wait=); log lines are
@@ -44,8 +46,12 @@
 
   function stateMessage(run) {
     var p = run.progress;
+    if (run.state === "REVOKED") {
+      // Whatever it had reported, a cancelled run added nothing.
+      return "Cancelled: nothing was added.";
+    }
     if (run.state === "RETRY") {
-      return "Retrying" + (p && p.message ? ": " + p.message : "…");
+      return "Waiting to retry" + (p && p.message ? ": " + p.message : "…");
     }
     if (p && p.message) {
       return p.message;
@@ -55,8 +61,6 @@
         return "Waiting for a worker…";
       case "STARTED":
         return "Started…";
-      case "REVOKED":
-        return "Cancelled.";
       case "FAILURE":
         return "Failed.";
       default:
@@ -68,7 +72,11 @@
     var bar = $("run-progress");
     var p = run.progress;
     var percent = "";
-    if (run.state === "SUCCESS") {
+    bar.hidden = run.state === "REVOKED";
+    if (run.state === "REVOKED") {
+      bar.max = 1;
+      bar.value = 0;
+    } else if (run.state === "SUCCESS") {
       bar.max = 1;
       bar.value = 1;
       percent = "100%";
@@ -93,12 +101,14 @@
     badge.innerHTML = "";
     var span = document.createElement("span");
     span.className = "state state-" + run.state.toLowerCase();
-    span.textContent = run.state;
+    span.title = run.state;
+    span.textContent = WORDS[run.state] || run.state.toLowerCase();
     badge.appendChild(span);
 
     drawProgress(run);
     setText("run-message", stateMessage(run));
     setText("run-attempts", String(run.attempts));
+    setText("run-cancelled-by", run.cancelled_by || "—");
     setText("run-started", run.started_at || "—");
     setText("run-finished", run.finished_at || "—");
     setText("run-duration", run.duration_s === null ? "—" : run.duration_s + " s");
@@ -124,6 +134,8 @@
       setText("run-error-message", run.error.message);
     }
     if (isFinished(run.state)) {
+      // Shown only while no line came: the run is over, none will.
+      setText("run-log-empty", "The task wrote nothing to its log.");
       var cancel = $("cancel-form");
       if (cancel) {
         cancel.parentNode.removeChild(cancel);

@@ -34,6 +34,8 @@ from myapp.users.roles import ROLES, Role
 from myapp.users.tokens import (
     issue_token,
     live_token_labels,
+    live_tokens,
+    revoke_token,
     revoke_tokens,
     user_for_token,
 )
@@ -53,9 +55,11 @@ __all__ = [
     "issue_token",
     "list_users",
     "live_token_labels",
+    "live_tokens",
     "load_session_user",
     "normalise_name",
     "require_user",
+    "revoke_token",
     "revoke_tokens",
     "set_password",
     "set_role",

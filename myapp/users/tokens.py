@@ -60,6 +60,36 @@ def revoke_tokens(name: str, label: str | None = None) -> int:
     return count
 
 
+def live_tokens(user: User) -> list[ApiToken]:
+    """The user's tokens that still work, oldest first (labels, dates; no secret:
+    only hashes are stored)."""
+    return list(
+        db.session.scalars(
+            select(ApiToken)
+            .where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
+            .order_by(ApiToken.id)
+        )
+    )
+
+
+def revoke_token(user: User, token_id: int) -> bool:
+    """Revoke one live token of this user; False when it is not theirs, unknown or
+    revoked already."""
+    query = (
+        update(ApiToken)
+        .where(
+            ApiToken.id == token_id,
+            ApiToken.user_id == user.id,
+            ApiToken.revoked_at.is_(None),
+        )
+        .values(revoked_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    count = db.session.execute(query).rowcount
+    db.session.commit()
+    return count == 1
+
+
 def live_token_labels(user: User) -> list[str]:
     return list(
         db.session.scalars(

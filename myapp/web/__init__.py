@@ -14,12 +14,13 @@ def web_init_app(app: Flask) -> None:
     # Imported here, not at the top: gunicorn's master imports `myapp.web.server`
     # (gunicorn.conf.py) and must not load the whole app to do it (it has no use
     # for it, and it took a few seconds and ~50 MB there).
-    from myapp.web import api, health, metrics
+    from myapp.web import account, api, apidocs, health, metrics
     from myapp.web.auth import allow_anonymous, auth_init_app
     from myapp.web.errors import errors_init_app
     from myapp.web.guards import guards_init_app
     from myapp.web.security import security_init_app
     from myapp.web.views import views_init_app
+    from myapp.web.words import words_init_app
 
     errors_init_app(app)
     guards_init_app(app)
@@ -29,5 +30,8 @@ def web_init_app(app: Flask) -> None:
     if app.config["METRICS_PUBLIC"]:
         allow_anonymous(app, "metrics.get_metrics")
     app.register_blueprint(api.bp)
+    app.register_blueprint(apidocs.bp)
+    app.register_blueprint(account.bp)
     views_init_app(app)
+    words_init_app(app)
     security_init_app(app)

@@ -198,11 +198,15 @@ def _is_open() -> bool:
 
 # Routes for programs outside the API's prefix (Prometheus scrapes /metrics).
 _MACHINE_PATHS = frozenset(("/metrics",))
+# Pages for people inside the API's prefix: sent to sign in like any page.
+_API_PAGES = frozenset(("/api/docs",))
 
 
 def _is_machine_route() -> bool:
     """The API, /metrics and Dash's JSON routes: callers are programs, not people."""
     path = request.path
+    if path in _API_PAGES:
+        return False
     if path.startswith("/api/") or path in _MACHINE_PATHS:
         return True
     rest = path[len(DASH_PREFIX) :] if path.startswith(DASH_PREFIX) else None

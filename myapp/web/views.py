@@ -249,7 +249,7 @@ def rerun(run_id: str):
         # Parameters that today's bounds refuse (MAX_ROWS_PER_RUN lowered since).
         notice = "Not started: " + "; ".join(f"{k} {v}" for k, v in exc.fields.items())
         return _run_page(run, notice=notice), 422
-    return _accepted_page(new_run, resubmitted=not created)
+    return _accepted_page(new_run, resubmitted=not created, repeats=run)
 
 
 # -- helpers -------------------------------------------------------------------
@@ -268,16 +268,26 @@ def _render_index(forms: dict[str, TaskForm], status: int = 200):
     return page, status
 
 
-def _run_page(run: Run, *, resubmitted: bool = False, notice: str | None = None):
-    """One run, with the buttons its viewer may use."""
+def _run_page(
+    run: Run,
+    *,
+    resubmitted: bool = False,
+    notice: str | None = None,
+    repeats: Run | None = None,
+):
+    """One run, with the buttons its viewer may use; `repeats` is the run that
+    "Run again" repeated (the row does not keep it: said on the answer only)."""
     requester = current_requester()
     return render_template(
         "run.html",
         run=run,
         view=result_view(run.result),
         log=runs.read_lines(run),
+        params=_params_used(run),
         resubmitted=resubmitted,
         notice=notice,
+        repeats=repeats,
+        page_url=url_for(".get_run", run_id=run.id),
         key=new_key(),
         may_cancel=runs.may_cancel(requester, run),
         may_rerun=run.task in task_registry()
@@ -285,10 +295,34 @@ def _run_page(run: Run, *, resubmitted: bool = False, notice: str | None = None)
     )
 
 
-def _accepted_page(run: Run, *, resubmitted: bool):
-    """202 + Location, and the new run's live page."""
+def _accepted_page(run: Run, *, resubmitted: bool, repeats: Run | None = None):
+    """202 + Location, and the new run's live page (its address put in the bar by
+    page.js, so reload and a copied link show the run, not the form's POST)."""
     location = url_for(".get_run", run_id=run.id)
-    return _run_page(run, resubmitted=resubmitted), 202, {"Location": location}
+    page = _run_page(run, resubmitted=resubmitted, repeats=repeats)
+    return page, 202, {"Location": location}
+
+
+@dataclass
+class ParamUsed:
+    name: str
+    value: Any
+    default: bool  # not in the row: the declaration's default was used
+
+
+def _params_used(run: Run) -> list[ParamUsed]:
+    """The parameters a run ran with: those recorded, and the defaults of those it
+    was sent without (beat and other clients send `{}`)."""
+    given = dict(run.params or {})
+    if run.task not in task_registry():
+        return [ParamUsed(k, v, False) for k, v in given.items()]
+    used = []
+    for param in get_definition(run.task).fields:
+        if param.name in given:
+            used.append(ParamUsed(param.name, given.pop(param.name), False))
+        elif not param.required:
+            used.append(ParamUsed(param.name, param.default, True))
+    return used + [ParamUsed(k, v, False) for k, v in given.items()]
 
 
 def _filter_options() -> dict[str, tuple[str, ...]]:
