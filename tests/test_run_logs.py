@@ -174,8 +174,8 @@ def app(make_app):
 
 def test_run_page_shows_the_log_live(app, browser, live_server, worker, browser_login):  # noqa: F811
     sign_in(browser, live_server.url, *browser_login)
-    # Longer than the page's ?wait= (5 s): the lines must come while it still runs.
-    run_id = start(app.test_client(), lines=2, hold=10)
+    # The page reads the log every second: the lines come while the task holds.
+    run_id = start(app.test_client(), lines=2, hold=4)
     browser.get(f"{live_server.url}/runs/{run_id}")
     wait_for(lambda: "line 2" in read(browser, "run-log-lines"), timeout=15)
     assert read(browser, "run-state") != "finished"

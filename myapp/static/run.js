@@ -13,9 +13,12 @@
   var WORDS = JSON.parse(root.getAttribute("data-state-words") || "{}");
   var FINISHED = ["SUCCESS", "FAILURE", "REVOKED"];
   var POLL_MS = 500;
-  // Each status request waits on the server for a change (?wait=); log lines are
-  // fetched after every answer, so they lag at most WAIT_S behind.
+  // Each status request waits on the server for a change (?wait=). Log lines are
+  // not such a change: they are read every LOG_MS while the run goes on (one
+  // indexed read), and once more after each answer.
   var WAIT_S = 5;
+  var LOG_MS = 1000;
+  var running = true;
   var logUrl = statusUrl + "/logs";
   var MAX_BACKOFF_MS = 10000;
   var failures = 0;
@@ -167,7 +170,27 @@
     }
   }
 
+  // One read at a time (two with the same `after` would add lines twice); a read
+  // asked for meanwhile happens when the one in flight is done.
+  var inflight = null;
+  var again = false;
+
   function fetchLogs() {
+    if (inflight) {
+      again = true;
+      return inflight;
+    }
+    inflight = readLogs().then(function () {
+      inflight = null;
+      if (again) {
+        again = false;
+        return fetchLogs();
+      }
+    });
+    return inflight;
+  }
+
+  function readLogs() {
     var list = $("run-log-lines");
     if (!list) {
       return Promise.resolve();
@@ -184,11 +207,19 @@
         if (page) {
           drawLogLines(page);
           if (page.lines.length === 500) {
-            return fetchLogs();
+            return readLogs();
           }
         }
       })
       .catch(function () {});
+  }
+
+  function followLogs() {
+    fetchLogs().then(function () {
+      if (running) {
+        window.setTimeout(followLogs, LOG_MS);
+      }
+    });
   }
 
   var lastSeen = root.getAttribute("data-state");
@@ -217,6 +248,7 @@
             return;
           }
           draw(run);
+          running = !isFinished(run.state);
           fetchLogs();
           var seen = JSON.stringify([run.state, run.progress]);
           if (!isFinished(run.state)) {
@@ -241,5 +273,6 @@
 
   if (!isFinished(root.getAttribute("data-state"))) {
     poll();
+    window.setTimeout(followLogs, LOG_MS);
   }
 })();
