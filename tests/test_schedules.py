@@ -276,7 +276,7 @@ def test_pages_list_form_messages_and_buttons(app, client):
     create(client)
     page = client.get("/schedules", headers=html).get_data(True)
     assert "nightly-report" in page and "At 02:00 every day (Europe/Paris)" in page
-    assert "Run now" in page and "Disable" in page and " UTC" in page
+    assert "Run now" in page and "Disable" in page and ":00 UTC" in page
     assert client.get("/schedules/new", headers=html).status_code == 200
     form = client.get("/schedules/new?task=generate_data", headers=html)
     assert 'name="rows"' in form.get_data(True)

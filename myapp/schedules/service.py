@@ -38,6 +38,7 @@ EDITABLE = ("params", "every_s", "cron", "timezone", "enabled", "description")
 FIELDS = ("name", "task", *EDITABLE)
 MAX_EVERY_S = 366 * 86400
 MAX_DESCRIPTION = 500
+MAX_ID = 2**31 - 1
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]*")
 
 
@@ -60,6 +61,9 @@ def list_schedules(task: str | None = None) -> list[Schedule]:
 
 
 def get_schedule(schedule_id: int) -> Schedule | None:
+    """The schedule with that id, or None (ids beyond a database integer too)."""
+    if not 1 <= schedule_id <= MAX_ID:
+        return None
     return db.session.get(Schedule, schedule_id)
 
 
@@ -127,7 +131,9 @@ def schedule_json(schedule: Schedule, *, now: Any = None) -> dict[str, Any]:
         "last_fire_at": isoformat(schedule.last_fire_at),
         "last_run_id": last.id if last else None,
         "last_run_at": isoformat(last.created_at) if last else None,
-        "next_runs": [isoformat(t) for t in upcoming] if schedule.enabled else [],
+        "next_runs": [isoformat(t) for t in upcoming]
+        if schedule.enabled and reason is None
+        else [],
         "url": f"/api/schedules/{schedule.id}",
     }
 
@@ -373,8 +379,8 @@ def _cron(value: Any, from_text: bool) -> str | None:
         return None
     if not isinstance(value, str):
         raise ValueError("must be a cron expression (text), e.g. '0 2 * * *'")
-    if len(value) > 100:
-        raise ValueError("must be at most 100 characters")
+    if len(value) > 100 or "\x00" in value:
+        raise ValueError("must be at most 100 characters, without NUL")
     return parse_cron(value)
 
 
@@ -402,6 +408,8 @@ def _description(value: Any, from_text: bool) -> str:
         return ""
     if not isinstance(value, str) or len(value) > MAX_DESCRIPTION:
         raise ValueError(f"must be text of at most {MAX_DESCRIPTION} characters")
+    if "\x00" in value:  # PostgreSQL refuses NUL in text
+        raise ValueError("must not contain NUL characters")
     return value
 
 

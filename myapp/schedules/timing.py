@@ -39,6 +39,8 @@ def parse_cron(expr: str) -> str:
     except CronSimError as exc:
         problem = str(exc).lower()
         raise ValueError(f"is not a valid cron expression: {problem}") from None
+    except Exception:  # the parser's own slips on odd text are still bad input
+        raise ValueError("is not a valid cron expression") from None
     return text
 
 
@@ -115,7 +117,8 @@ class Timing:
         self, anchor: datetime, last_fire: datetime | None
     ) -> datetime:
         if last_fire is None:
-            return anchor
+            # Whole seconds: fire times read cleanly and compare exactly.
+            return anchor.replace(microsecond=0)
         return last_fire + timedelta(seconds=self.every_s or 0)
 
     def _cron_before(self, now: datetime) -> datetime | None:

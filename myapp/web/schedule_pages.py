@@ -160,8 +160,11 @@ def _row(schedule: Schedule, requester: runs.Requester, now: datetime) -> dict:
 
 
 def _when(iso: str) -> str:
-    """ "2026-12-02T07:30:00.000Z" as people read it: "2026-12-02 07:30:00 UTC"."""
-    return iso.replace("T", " ").replace(".000Z", " UTC").replace("Z", " UTC")
+    """An ISO time as people read it: "2026-12-02 07:30 UTC" (seconds only when
+    a fire has them)."""
+    day, _, time = iso.removesuffix("Z").partition("T")
+    time = time.removesuffix(".000").removesuffix(":00")
+    return f"{day} {time} UTC"
 
 
 def _chosen_task(name: str | None) -> TaskDefinition | None:
