@@ -124,16 +124,26 @@ SCHEDULE_SCHEMA: dict[str, Any] = {
     },
 }
 
-SCHEDULE_CREATE: dict[str, Any] = {
-    "type": "object",
-    "required": ["name", "task"],
-    "additionalProperties": False,
-    "properties": {
-        "name": {"type": "string", "minLength": 1, "maxLength": 100},
-        "task": {"type": "string"},
-        **_SCHEDULE_FIELDS,
-    },
-}
+
+def _schedule_create() -> dict[str, Any]:
+    """The body of a new schedule. What JSON Schema cannot say is checked when it
+    is saved (422 naming the field): the cron text, the zone, the parameters of
+    the chosen task, and that exactly one of every_s and cron is given."""
+    return {
+        "type": "object",
+        "required": ["name", "task"],
+        "additionalProperties": False,
+        "properties": {
+            "name": {
+                "type": "string",
+                "pattern": "^[a-z0-9][a-z0-9._-]*$",
+                "maxLength": 100,
+            },
+            "task": {"type": "string", "enum": list(task_registry())},
+            **_SCHEDULE_FIELDS,
+        },
+    }
+
 
 SCHEDULE_PATCH: dict[str, Any] = {
     "type": "object",
@@ -448,7 +458,7 @@ def _schedule_paths(run_ref: dict[str, Any], location: dict[str, Any]) -> dict:
                 "summary": "Schedule a task (operators: tasks they may start)",
                 "requestBody": {
                     "required": True,
-                    "content": {"application/json": {"schema": SCHEDULE_CREATE}},
+                    "content": {"application/json": {"schema": _schedule_create()}},
                 },
                 "responses": {
                     "201": {
