@@ -360,7 +360,7 @@ def schedules_pause_command(name: str, as_user: str | None) -> None:
 @click.argument("name")
 @_AS_OPTION
 def schedules_resume_command(name: str, as_user: str | None) -> None:
-    """Let beat send NAME again (a fire missed meanwhile is sent once)."""
+    """Let beat send NAME again, from its next fire time on."""
     with _schedule_errors():
         schedule = _schedule_named(name)
         schedules.set_enabled(schedule, True, _requester(as_user))

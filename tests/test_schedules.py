@@ -14,6 +14,7 @@ import pytest
 
 from myapp.extensions import db
 from myapp.models import Schedule, utcnow
+from myapp.schedules import Timing
 from myapp.testing import wait_for_state
 
 NIGHTLY = {
@@ -329,3 +330,31 @@ def test_pages_list_form_messages_and_buttons(app, client):
     assert ran.status_code == 303 and ran.headers["Location"].startswith("/runs/")
     assert client.post(edit + "/delete", headers=html, data=form).status_code == 303
     assert client.get(saved["url"]).status_code == 404
+
+
+def test_a_missed_stretch_is_one_fire_and_an_edit_fires_nothing():
+    every_minute = Timing(60, None)
+    start = datetime(2026, 12, 1, 0, 0)
+    late = datetime(2026, 12, 1, 0, 10, 30)
+    # Ten missed minutes: the latest fire only.
+    assert every_minute.due(anchor=start, last_fire=start, now=late) == datetime(
+        2026, 12, 1, 0, 10
+    )
+    # Edited after that fire time: nothing until the next one.
+    changed = datetime(2026, 12, 1, 0, 10, 15)
+    assert (
+        every_minute.due(anchor=start, last_fire=start, now=late, changed=changed)
+        is None
+    )
+    nightly = Timing(None, "0 2 * * *", "Europe/Paris")
+    two_days_late = datetime(2026, 12, 3, 12, 0)
+    assert nightly.due(
+        anchor=start, last_fire=datetime(2026, 12, 1, 1, 0), now=two_days_late
+    ) == datetime(2026, 12, 3, 1, 0)
+    # Already sent: not again.
+    assert (
+        nightly.due(
+            anchor=start, last_fire=datetime(2026, 12, 3, 1, 0), now=two_days_late
+        )
+        is None
+    )

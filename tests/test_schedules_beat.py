@@ -109,10 +109,12 @@ def test_beat_follows_create_pause_edit_outage_and_delete(
     late = [r for r in fired(app, sid) if r.fire_at > paused_at + timedelta(seconds=2)]
     assert late == [] and len(fired(app, sid)) <= count + 1
 
-    # Edit the interval and resume: one catch-up fire, then every 4 s.
+    # Edit the interval and resume: no fire for the paused stretch, then every 4 s.
     before = len(fired(app, sid))
+    resumed_at = utcnow().replace(microsecond=0)
     client.patch(schedule["url"], json={"enabled": True, "every_s": 4})
     runs = wait_for(lambda: (r := fired(app, sid)) and len(r) >= before + 3 and r, 40)
+    assert runs[before].fire_at >= resumed_at
     assert gaps(runs[before:]) == [4.0, 4.0][: len(runs) - before - 1]
 
     # beat away for a stretch of several intervals: one catch-up run when it is

@@ -82,7 +82,9 @@ class ScheduleSender:
             return self.max_delay
         timing = timing_of(schedule)
         anchor, last = schedule.created_at, schedule.last_fire_at
-        fire_at = timing.due(anchor=anchor, last_fire=last, now=now)
+        fire_at = timing.due(
+            anchor=anchor, last_fire=last, now=now, changed=schedule.updated_at
+        )
         if fire_at is not None and self._send(schedule, fire_at):
             last = fire_at
         (upcoming,) = timing.upcoming(anchor=anchor, last_fire=last, now=now, count=1)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from flask import current_app
@@ -297,7 +297,7 @@ def _validated(
     errors: dict[str, str] = {}
     values: dict[str, Any] = {}
     if current is None:
-        _check(errors, values, "name", raw.get("name"), _name)
+        _check(errors, values, "name", raw.get("name"), _name, from_text)
     for key, check in (
         ("every_s", _every_s),
         ("cron", _cron),
@@ -306,7 +306,7 @@ def _validated(
         ("description", _description),
     ):
         if key in raw:
-            _check(errors, values, key, raw[key], check, from_text=from_text)
+            _check(errors, values, key, raw[key], check, from_text)
     if definition is not None and ("params" in raw or current is None):
         values["params"] = _params(raw.get("params"), definition, errors, from_text)
     _one_timing(raw, values, current, errors)
@@ -319,9 +319,17 @@ def _validated(
     return values
 
 
-def _check(errors, values, key, value, check, *, from_text: bool = False) -> None:
+def _check(
+    errors: dict[str, str],
+    values: dict[str, Any],
+    key: str,
+    value: Any,
+    check: Callable[[Any, bool], Any],
+    from_text: bool,
+) -> None:
+    """values[key] = the checked value, or errors[key] = why not."""
     try:
-        values[key] = check(value, from_text) if key != "name" else check(value)
+        values[key] = check(value, from_text)
     except ValueError as exc:
         errors[key] = str(exc)
 
@@ -349,7 +357,7 @@ def _one_timing(
         errors["cron"] = "give cron (five fields) or every_s"
 
 
-def _name(value: Any) -> str:
+def _name(value: Any, _from_text: bool) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError("is required")
     name = value.strip()

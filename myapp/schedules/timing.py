@@ -9,7 +9,8 @@ same fire time, and the database's unique (schedule_id, fire_at) keeps one run.
 - cron: fires at each time the expression names, in its time zone (cronsim: DST
   gaps and repeats as cron does them);
 - a stretch with no beat (or no Redis) is caught up with one fire, the latest one
-  due, never one per missed interval.
+  due, never one per missed interval;
+- an edit never fires by itself: the next fire is the first one after it.
 """
 
 from __future__ import annotations
@@ -71,18 +72,29 @@ class Timing:
     timezone: str = "UTC"
 
     def due(
-        self, *, anchor: datetime, last_fire: datetime | None, now: datetime
+        self,
+        *,
+        anchor: datetime,
+        last_fire: datetime | None,
+        now: datetime,
+        changed: datetime | None = None,
     ) -> datetime | None:
-        """The latest fire time at or before `now` not sent yet, or None."""
+        """The latest fire time at or before `now` not sent yet, or None. A fire
+        time before `changed` (the row's last edit) is never due: an edit, a resume
+        included, does not fire by itself; the next fire is the first after it."""
         if self.every_s:
             first = self._first_interval_fire(anchor, last_fire)
             if first > now:
                 return None
             step = timedelta(seconds=self.every_s)
-            return first + step * math.floor((now - first) / step)
-        latest = self._cron_before(now)
-        after = last_fire or anchor
-        return latest if latest is not None and latest > after else None
+            latest = first + step * math.floor((now - first) / step)
+        else:
+            latest = self._cron_before(now)
+            if latest is None or latest <= (last_fire or anchor):
+                return None
+        if changed is not None and latest < changed.replace(microsecond=0):
+            return None
+        return latest
 
     def upcoming(
         self,

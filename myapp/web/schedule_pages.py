@@ -214,7 +214,6 @@ def _submitted(
         "description": own.get("description", ""),
         "params": params,
     }
-    # A blank interval is "missing", not "not a number": say which one to fill.
     return raw, shown
 
 
@@ -236,20 +235,24 @@ def _invalid(
 def _form_page(
     schedule: Schedule | None, definition: TaskDefinition | None, form: ScheduleForm
 ) -> str:
+    """The form page; only the tasks the user may schedule are offered."""
     requester = current_requester()
-    choices = [d for d in task_registry().values() if runs.may_start(requester, d)]
-    task = schedule.task if schedule is not None else None
+    choices = [
+        d for d in task_registry().values() if schedules.may_manage(requester, d.name)
+    ]
+    if schedule is not None:
+        may_manage = schedules.may_manage(requester, schedule.task)
+    elif definition is not None:
+        may_manage = schedules.may_manage(requester, definition.name)
+    else:
+        may_manage = bool(choices)
     return render_template(
         "schedule.html",
         schedule=schedule,
         definition=definition,
         form=form,
-        choices=[d for d in choices if schedules.may_manage(requester, d.name)],
-        may_manage=schedules.may_manage(
-            requester, task or (definition.name if definition else "")
-        )
-        if (task or definition)
-        else bool(choices),
+        choices=choices,
+        may_manage=may_manage,
         paused_reason=schedules.paused_reason(schedule) if schedule else None,
         prefix=PREFIX,
     )
