@@ -165,6 +165,13 @@ def test_roles(app, client, make_user):
     assert operator.delete(prune_url).status_code == 403
     mine = create(operator, task="generate_data", params={"rows": 2}, name="mine")
     assert mine.get_json()["created_by"] == operator_name
+    # The pages refuse them the same way.
+    page = viewer.post(
+        "/schedules/new",
+        data={"csrf_token": csrf(viewer), "schedule.task": "generate_data"},
+        headers={"Accept": "text/html"},
+    )
+    assert page.status_code == 403
     # Anonymous callers get 401.
     assert app.test_client(token=None).get("/api/schedules").status_code == 401
 

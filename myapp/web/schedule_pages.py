@@ -66,9 +66,11 @@ def new_schedule():
 
 @bp.post("/schedules/new")
 def create_schedule():
-    definition = _chosen_task(request.form.get(PREFIX + "task"))
+    name = request.form.get(PREFIX + "task") or ""
+    definition = task_registry().get(name)
     if definition is None:
-        abort(400, description="Choose a task first.")
+        abort(400, description="Choose one of the tasks first.")
+    schedules.check_manage(current_requester(), name)  # NotAllowed: 403
     raw, shown = _submitted(definition, request.form, new=True)
     try:
         schedule = schedules.create_schedule(raw, current_requester(), from_text=True)
