@@ -108,22 +108,10 @@ redbeat_redis_options = {
     "socket_timeout": 5,
 }
 
-# The schedule; the factory sets the generate_data interval from SCHEDULE_SECONDS and
-# the prune age from PRUNE_AFTER_DAYS.
+# The maintenance passes: in code, not schedules users edit. The schedules users
+# edit (generate-data and prune-runs among them) are rows in the database, which beat
+# reads on every pass (myapp/schedules/sender.py).
 beat_schedule = {
-    "generate-data": {
-        "task": "generate_data",
-        "schedule": 90.0,
-        "kwargs": {},
-        # The worker records runs it has no row for under this source.
-        "options": {"headers": {"myapp_source": "beat"}},
-    },
-    "prune-runs": {
-        "task": "prune_runs",
-        "schedule": timedelta(days=1),
-        "kwargs": {"older_than_days": 30},
-        "options": {"headers": {"myapp_source": "beat"}},
-    },
     # The outbox: send runs whose message never reached the broker.
     "dispatch-pending": {
         "task": "myapp.dispatch_pending",

@@ -20,6 +20,8 @@ from celery import Celery
 from redbeat import RedBeatScheduler
 from redbeat.schedulers import get_redis
 
+from myapp.schedules.sender import ScheduleSender
+
 # Tasks whose routine sends, receipts and successes are not logged at INFO: the
 # housekeeping passes (outbox, reaper, retention), which log when they act.
 MAINTENANCE_TASK_PREFIX = "myapp."
@@ -51,7 +53,16 @@ class Scheduler(RedBeatScheduler):
         # only the sender gets here.
         delay = super().tick(*args, **kwargs)
         get_redis(self.app).set(tick_key(self.app), repr(time.time()))
-        return delay
+        return min(delay, self._send_schedules())
+
+    def _send_schedules(self) -> float:
+        """The schedules users edit are rows, not RedBeat entries: send the due
+        fires (never raises; see myapp.schedules.sender)."""
+        sender = getattr(self, "_schedule_sender", None)
+        if sender is None:
+            sender = ScheduleSender(self.app.flask_app, self.max_interval)
+            self._schedule_sender = sender
+        return sender.tick()
 
 
 class _RoutineMaintenance(logging.Filter):

@@ -163,7 +163,14 @@ SETTINGS: tuple[Setting, ...] = (
         "SCHEDULE_SECONDS",
         int,
         90,
-        "Beat starts the scheduled run this often.",
+        "Interval of the generate-data schedule when the first migration creates it.",
+        minimum=1,
+    ),
+    Setting(
+        "SCHEDULE_MIN_SECONDS",
+        int,
+        10,
+        "The shortest interval a schedule may be saved with (every_s).",
         minimum=1,
     ),
     Setting(

@@ -1,5 +1,6 @@
-"""Run history (one row per execution of a task, whatever started it), and the
-users who may start, cancel and read runs, with their API tokens."""
+"""Run history (one row per execution of a task, whatever started it), the
+schedules beat fires, and the users who may start, cancel and read runs, with their
+API tokens."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ FINISHED_STATES = ("SUCCESS", "FAILURE", "REVOKED")
 SOURCES = ("api", "web", "dash-background", "dash-queued", "beat", "cli", "external")
 # User names are short, lower-case and safe in URLs, logs and key names.
 USER_NAME_LENGTH = 64
+SCHEDULE_NAME_LENGTH = 100
 
 
 def utcnow() -> datetime:
@@ -51,6 +53,10 @@ class Run(db.Model):
         Index("ix_runs_created_at_id", "created_at", "id"),
         Index("ix_runs_state_heartbeat", "state", "heartbeat_at"),
         UniqueConstraint("idempotency_key", name="uq_runs_idempotency_key"),
+        # One fire of one schedule is one run, whatever sent it how often (two
+        # beats after a lost lock, a redelivered message). Runs without a fire
+        # time (starts, "run now") are not constrained: NULLs are distinct.
+        UniqueConstraint("schedule_id", "fire_at", name="uq_runs_schedule_fire"),
     )
 
     # The Celery task id, chosen before the message is sent.
@@ -80,6 +86,11 @@ class Run(db.Model):
     cancelled_by: Mapped[str | None] = mapped_column(String(USER_NAME_LENGTH))
     # Lines the task logged past RUN_LOG_MAX_LINES (the kept ones are RunLogBatch).
     log_dropped: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The schedule that fired it (or that a user ran now), and the fire time it
+    # stands for. A plain column, not a foreign key: the history outlives a
+    # deleted schedule, as it outlives a deleted user.
+    schedule_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    fire_at: Mapped[datetime | None] = mapped_column(DateTime)
 
     @property
     def finished(self) -> bool:
@@ -123,6 +134,8 @@ class Run(db.Model):
             "status_url": self.status_url,
             "created_by": self.created_by,
             "cancelled_by": self.cancelled_by,
+            "schedule_id": self.schedule_id,
+            "fire_at": isoformat(self.fire_at),
         }
 
 
@@ -143,6 +156,37 @@ class RunLogBatch(db.Model):
     )
     last_seq: Mapped[int] = mapped_column(Integer)
     lines: Mapped[list[Any]] = mapped_column(JSON)
+
+
+class Schedule(db.Model):
+    """A task that beat starts on an interval or a cron expression, with its
+    parameters; users edit it while the app runs (myapp.schedules)."""
+
+    __tablename__ = "schedules"
+    __table_args__ = (
+        UniqueConstraint("name", name="uq_schedules_name"),
+        # Ids are never reused (SQLite would reuse the highest after a delete), so
+        # runs of a deleted schedule never name a new one.
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(SCHEDULE_NAME_LENGTH))
+    task: Mapped[str] = mapped_column(String(64))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Exactly one of the two is set (checked when saved).
+    every_s: Mapped[int | None] = mapped_column(Integer)
+    cron: Mapped[str | None] = mapped_column(String(100))
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    # Its runs are started as this user (None: made by a migration, the system's).
+    created_by: Mapped[str | None] = mapped_column(String(USER_NAME_LENGTH))
+    updated_by: Mapped[str | None] = mapped_column(String(USER_NAME_LENGTH))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # The latest fire time beat has sent: the next one is computed from it.
+    last_fire_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
 class User(UserMixin, db.Model):

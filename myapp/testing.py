@@ -109,6 +109,27 @@ def pending_run(task: str, params: dict[str, Any], *, source: str) -> Run:
     return run
 
 
+def add_schedule(
+    app: Flask,
+    every_s: float,
+    *,
+    name: str = "generate-data",
+    task: str = "generate_data",
+    params: dict[str, Any] | None = None,
+) -> int:
+    """A schedule row written directly (as the first migration writes
+    generate-data), with an interval shorter than users may save, for tests that
+    need beat to send often. Returns its id."""
+    from myapp.extensions import db
+    from myapp.models import Schedule
+
+    with app.app_context():
+        schedule = Schedule(name=name, task=task, params=params or {}, every_s=every_s)
+        db.session.add(schedule)
+        db.session.commit()
+        return schedule.id
+
+
 def sweep(app: Flask) -> ReapReport:
     """What beat triggers every 15 s: the outbox and the reaper, one pass each."""
     from myapp import runs
@@ -475,6 +496,40 @@ class Worker(Service):
         settings) from wsgi.py, logging to `logdir/worker-<name>.log`."""
         log = logdir / f"worker-{name}.log"
         return cls(name, app_environ(app), log, concurrency=concurrency)
+
+
+class Beat(Service):
+    """Celery beat from the Procfile's `beat` line, running `app`; returns once it
+    has started. `max_interval` shortens how often it wakes (and so reads the
+    schedules table) for tests that wait on it."""
+
+    def __init__(
+        self,
+        name: str,
+        env: Mapping[str, str],
+        log: Path,
+        app: str = "wsgi:celery_app",
+        max_interval: float | None = None,
+    ) -> None:
+        env = dict(env)
+        argv = procfile_command("beat", env)
+        argv = [app if a == "wsgi:celery_app" else a for a in argv]
+        if max_interval is not None:
+            argv += ["--max-interval", str(max_interval)]
+        super().__init__(name, argv, env, log)
+        self.wait_until(lambda: "beat: Starting..." in self.log(), "started")
+
+    def holds_lock(self) -> bool:
+        return "beat: Acquired lock" in self.log()
+
+    @classmethod
+    def for_app(
+        cls, app: Flask, name: str, logdir: Path, max_interval: float | None = None
+    ) -> Beat:
+        """A beat building the same app as `app`, logging to
+        `logdir/beat-<name>.log`."""
+        log = logdir / f"beat-{name}.log"
+        return cls(name, app_environ(app), log, max_interval=max_interval)
 
 
 class Launcher(Service):

@@ -4,7 +4,6 @@ over `runs.execute_run`, and the maintenance tasks beat sends."""
 
 from __future__ import annotations
 
-import copy
 import logging
 from typing import Any
 
@@ -50,18 +49,14 @@ def celery_init_app(app: Flask) -> Celery:
 
     celery_app = Celery(app.import_name, task_cls=FlaskTask)
     celery_app.config_from_object("celeryconfig")
-    schedule = copy.deepcopy(celery_app.conf.beat_schedule)
-    schedule["generate-data"]["schedule"] = float(app.config["SCHEDULE_SECONDS"])
-    schedule["prune-runs"]["kwargs"] = {
-        "older_than_days": app.config["PRUNE_AFTER_DAYS"]
-    }
     celery_app.conf.update(
         broker_url=app.config["REDIS_URL"],
         result_backend=app.config["REDIS_URL"],
         redbeat_redis_url=app.config["REDIS_URL"],
-        beat_schedule=schedule,
         **app.config.get("CELERY", {}),
     )
+    # Beat reads the schedules table through this app (myapp.schedules.sender).
+    celery_app.flask_app = app
     with app.app_context():
         definitions = list(task_registry().values())
     _route(celery_app, definitions)
@@ -122,6 +117,10 @@ def _register(celery_app: Celery, definition: TaskDefinition) -> None:
                 args=args,
                 source=getattr(request, runs.SOURCE_HEADER, None) or "external",
                 worker=request.hostname,
+                fire=runs.Fire.from_headers(
+                    getattr(request, runs.SCHEDULE_HEADER, None),
+                    getattr(request, runs.FIRE_HEADER, None),
+                ),
             )
         except runs.RunBusy as exc:
             # Another delivery of this run is alive; look again once its lease ends.

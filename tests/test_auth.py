@@ -168,9 +168,11 @@ OPEN = {"/healthz", "/readyz", "/login", "/api/openapi.json"}
 
 
 def concrete(rule) -> str:
-    """A real path for a URL rule (every argument filled in)."""
+    """A real path for a URL rule (every argument filled in, a number where the
+    rule takes an int)."""
     path = rule.rule
     for name in rule.arguments:
+        path = re.sub(rf"<int:{name}>", "1", path)
         path = re.sub(rf"<(?:[^:<>]+:)?{name}>", "x", path)
     return path
 

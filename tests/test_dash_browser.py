@@ -12,7 +12,6 @@ from collections.abc import Iterator
 
 import pytest
 import redis
-from celery.beat import Scheduler
 from dash.testing.browser import Browser
 from selenium.webdriver.common.by import By
 from werkzeug.serving import make_server
@@ -21,9 +20,11 @@ from myapp import runs
 from myapp.dashboard import ids
 from myapp.extensions import get_store
 from myapp.models import SOURCES, Run
+from myapp.schedules.sender import ScheduleSender
 from myapp.testing import (
     BROWSER_PASSWORD,
     Worker,
+    add_schedule,
     chrome_options,
     free_port,
     pending_run,
@@ -214,10 +215,9 @@ def test_invalid_input_shows_field_messages_and_starts_nothing(app, live, dash_d
 def test_scheduled_run_appears_in_grid_without_reload(app, live, dash_duo):
     open_main(dash_duo, live)
     dash_duo.wait_for_contains_text(f"#{ids.SCHEDULE_INFO}", "every 90 s")
-    # Send the schedule entry exactly as beat does (its task, kwargs and headers).
-    scheduler = Scheduler(app=app.extensions["celery"], lazy=True)
-    scheduler.setup_schedule()
-    scheduler.apply_entry(scheduler.schedule["generate-data"], producer=None)
+    # Send the schedule's fire exactly as beat does (its task, kwargs and headers).
+    add_schedule(app, 90)
+    ScheduleSender(app, max_delay=5).tick()
     dash_duo.wait_for_text_to_equal(f"#{ids.DATA_TOTAL}", "10", timeout=40)
     wait_for(lambda: grid_row_count(dash_duo) == 10, 20, 0.1)
     (run,) = dash_runs(app, "beat")

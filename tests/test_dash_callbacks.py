@@ -320,5 +320,7 @@ def test_result_views_by_the_shape_of_the_result():
         "H3",
         "Pre",
     ]
-    for other in ([1, 2], {"table": "not rows"}, {"figure": 3}, None, "text"):
+    for other in ([1, 2], {"table": "not rows"}, {"figure": 3}, "text"):
         assert _ids(results.result_view(other)) == ["Pre"], other
+    # A task that returned nothing says so in words, not as `null`.
+    assert _ids(results.result_view(None)) == ["P"]

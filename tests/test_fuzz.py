@@ -61,6 +61,11 @@ def test_operation_matches_its_document(make_app, label):
             # Generated keys repeat across examples with other parameters: reusing
             # a key for another request is rightly refused (422, documented).
             excluded.append(positive_data_acceptance)
+        if label in ("POST /api/schedules", "PATCH /api/schedules/{schedule_id}"):
+            # A schedule's cron text, zone and task parameters are checked when it
+            # is saved; JSON Schema cannot say which texts are valid cron (422,
+            # documented, naming the field).
+            excluded.append(positive_data_acceptance)
         case.call_and_validate(headers=auth, excluded_checks=excluded)
 
     check()

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from celery.beat import Scheduler
 from sqlalchemy import update
 
 from myapp.extensions import db
 from myapp.models import Run
-from myapp.testing import wait_for, wait_for_state
+from myapp.schedules.sender import ScheduleSender
+from myapp.testing import add_schedule, wait_for, wait_for_state
 
 
 def runs_of(client, **filters):
@@ -36,18 +36,15 @@ def test_cli_bad_arguments_exit_2_naming_the_field(runner):
     assert result.exit_code == 2 and "is not key=value" in result.output
 
 
-def test_beat_entry_is_recorded_with_source_beat(app, client, worker):
-    celery_app = app.extensions["celery"]
-    scheduler = Scheduler(app=celery_app, lazy=True)
-    scheduler.setup_schedule()
-    entry = scheduler.schedule["generate-data"]
-    assert entry.schedule.run_every.total_seconds() == app.config["SCHEDULE_SECONDS"]
-    # Exactly what beat does when the entry is due.
-    scheduler.apply_entry(entry)
+def test_a_schedule_fire_is_recorded_with_source_beat(app, client, worker):
+    schedule_id = add_schedule(app, 3600)
+    # Exactly what beat does on each pass: send the due fires of the table.
+    ScheduleSender(app, max_delay=5).tick()
     run = wait_for(lambda: runs_of(client, source="beat"))[0]
     done = wait_for_state(client, run["id"], ("SUCCESS", "FAILURE"), timeout=30)
     assert done["state"] == "SUCCESS" and done["task"] == "generate_data"
     assert done["params"] == {} and done["result"]["rows"] == 10
+    assert done["schedule_id"] == schedule_id and done["fire_at"]
 
 
 def test_external_send_task_is_recorded_and_validated(app, client, worker):

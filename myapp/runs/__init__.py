@@ -14,7 +14,13 @@ status of record.
 from __future__ import annotations
 
 from myapp.runs.admission import admission_init_app, rerun, start_run
-from myapp.runs.dispatch import SOURCE_HEADER, dispatch, dispatch_pending
+from myapp.runs.dispatch import (
+    FIRE_HEADER,
+    SCHEDULE_HEADER,
+    SOURCE_HEADER,
+    dispatch,
+    dispatch_pending,
+)
 from myapp.runs.errors import (
     IdempotencyConflict,
     NotAllowed,
@@ -26,7 +32,7 @@ from myapp.runs.errors import (
     TooManyActiveRuns,
     TooManyActiveRunsOfTask,
 )
-from myapp.runs.execution import ProgressReporter, execute_run
+from myapp.runs.execution import Fire, ProgressReporter, execute_run
 from myapp.runs.logs import read_lines
 from myapp.runs.permissions import Requester, may_cancel, may_start
 from myapp.runs.queries import RunFilter, get_run, list_runs
@@ -40,7 +46,10 @@ from myapp.runs.transitions import (
 from myapp.runs.waiting import wait_for_change, waiting_init_app
 
 __all__ = [
+    "FIRE_HEADER",
+    "SCHEDULE_HEADER",
     "SOURCE_HEADER",
+    "Fire",
     "IdempotencyConflict",
     "NotAllowed",
     "ProgressReporter",

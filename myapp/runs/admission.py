@@ -58,6 +58,7 @@ def start_run(
     idempotency_key: str | None = None,
     from_text: bool = False,
     send_message: bool = True,
+    schedule_id: int | None = None,
 ) -> tuple[Run, bool]:
     """Admit a run for `requester`: check their role, validate, limit, record it,
     then send its message.
@@ -68,7 +69,8 @@ def start_run(
 
     `send_message=False` hands the run to a Dash background job instead of a Celery
     message: the row is marked dispatched, and if no job ever claims it the reaper
-    sends it as a message (REDISPATCH_SECONDS).
+    sends it as a message (REDISPATCH_SECONDS). `schedule_id` names the schedule
+    a user runs now.
     """
     definition = get_definition(task)
     # Before anything else: a caller who may not start the task learns nothing
@@ -80,7 +82,9 @@ def start_run(
         if existing is not None:
             return _same_request(existing, definition, params, requester), False
     _limit_rate(requester)
-    run = _insert(definition, params, source, idempotency_key, requester.name)
+    run = _insert(
+        definition, params, source, idempotency_key, requester.name, schedule_id
+    )
     if run is None:  # the same key committed by a concurrent request
         existing = _by_idempotency_key(idempotency_key or "")
         assert existing is not None
@@ -138,6 +142,7 @@ _STARTED = (
     "created_by",
     "created_at",
     "dispatched_at",
+    "schedule_id",
 )
 
 
@@ -215,6 +220,7 @@ def _insert(
     source: str,
     idempotency_key: str | None,
     created_by: str | None,
+    schedule_id: int | None = None,
 ) -> Run | None:
     """Commit the PENDING row if the active-run limits leave room (else raise
     TooManyActiveRuns or TooManyActiveRunsOfTask); None if a concurrent request took
@@ -240,6 +246,7 @@ def _insert(
         # then sends it), and a crash in between is resent by the reaper
         # (REDISPATCH_SECONDS: dispatched, still PENDING, no message queued).
         "dispatched_at": now,
+        "schedule_id": schedule_id,
     }
     config = current_app.config
     limits = {

@@ -22,6 +22,11 @@ log = logging.getLogger("myapp.runs")
 
 # Message header that tells the worker who sent a run it has no row for (beat).
 SOURCE_HEADER = "myapp_source"
+# Headers of a schedule's fire: which schedule, and the fire time it stands for
+# (ISO 8601 UTC). The worker records both on the run it adopts, and the database
+# keeps one run per (schedule, fire time).
+SCHEDULE_HEADER = "myapp_schedule_id"
+FIRE_HEADER = "myapp_fire_at"
 
 # Publishing must not hold a web request for long when Redis is away: a failed send
 # leaves the run PENDING in the outbox and the sweeper sends it later.
@@ -36,16 +41,22 @@ PUBLISH_RETRY_POLICY = {
 OUTBOX_BATCH = 500
 
 
-def send(run_id: str, task: str, params: Mapping[str, Any], source: str) -> bool:
+def send(
+    run_id: str,
+    task: str,
+    params: Mapping[str, Any],
+    source: str,
+    headers: Mapping[str, str] | None = None,
+) -> bool:
     """Publish a run's message with the run id as task id; False if the broker is
-    unreachable (the run stays in the outbox)."""
+    unreachable (the run stays in the outbox). `headers` are added to the source's."""
     celery_app = current_app.extensions["celery"]
     try:
         celery_app.send_task(
             task,
             kwargs=dict(params),
             task_id=run_id,
-            headers={SOURCE_HEADER: source},
+            headers={SOURCE_HEADER: source, **(headers or {})},
             retry=True,
             retry_policy=PUBLISH_RETRY_POLICY,
             # The run row is the status of record. A stored result would also make

@@ -5,6 +5,9 @@ a STARTED run whose heartbeat lease has lapsed), so of two deliveries of one mes
 only one runs at a time. While the task body runs, a heartbeat keeps that lease,
 whether or not the task reports progress. Runs sent by beat or another Celery client
 have no row yet: the worker adopts them here, with the source their message names.
+A schedule's fire also names its schedule and fire time; the database refuses a
+second run of one fire (two beats, a message sent twice), and that message is
+dropped without running.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ import logging
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
@@ -23,7 +27,7 @@ from sqlalchemy import and_, func, or_, update
 from sqlalchemy.exc import IntegrityError
 
 from myapp.extensions import db
-from myapp.models import SOURCES, Run, utcnow
+from myapp.models import SOURCES, Run, Schedule, utcnow
 from myapp.runs.errors import RunBusy, RunFailed
 from myapp.runs.logs import run_log
 from myapp.runs.results import ResultNotSerializable, jsonable
@@ -43,7 +47,32 @@ from myapp.tasks import (
     ValidationError,
 )
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("myapp.runs")
+
+
+@dataclass(frozen=True)
+class Fire:
+    """One fire of a schedule, as its message's headers name it."""
+
+    schedule_id: int
+    at: datetime  # naive UTC
+
+    @classmethod
+    def from_headers(cls, schedule_id: Any, fire_at: Any) -> Fire | None:
+        """The fire named by a message's headers; None when they are absent or not
+        what beat writes (then the run is adopted as a plain one)."""
+        try:
+            moment = datetime.fromisoformat(str(fire_at).replace("Z", "+00:00"))
+            number = int(schedule_id)
+        except (TypeError, ValueError):
+            return None
+        if moment.tzinfo is not None:
+            moment = moment.astimezone(UTC).replace(tzinfo=None)
+        return cls(number, moment)
+
+
+class DuplicateFire(Exception):
+    """Another run already stands for this fire of this schedule."""
 
 
 def execute_run(
@@ -56,6 +85,7 @@ def execute_run(
     worker: str | None = None,
     on_progress: ProgressHook | None = None,
     adopt: bool = True,
+    fire: Fire | None = None,
 ) -> Any:
     """Run a task body for run `run_id`, keeping its row in step.
 
@@ -69,7 +99,18 @@ def execute_run(
     # The common case is one UPDATE: the row exists and is waiting. Only when the
     # claim misses is the row read (or adopted, for beat and other clients).
     if not _claim(run_id, worker):
-        run = _get_or_adopt(definition, run_id, kwargs, source, adopt)
+        try:
+            run = _get_or_adopt(definition, run_id, kwargs, source, adopt, fire)
+        except DuplicateFire:
+            log.info(
+                "run %s task=%s not run: schedule %s already has a run for its "
+                "fire at %s",
+                run_id,
+                definition.name,
+                fire.schedule_id if fire else "?",
+                fire.at.isoformat() if fire else "?",
+            )
+            return None
         if run is None:
             raise RunFailed(f"run {run_id} was never admitted; nothing was run")
         if run.finished:
@@ -142,11 +183,18 @@ def _get_or_adopt(
     kwargs: Mapping[str, Any],
     source: str,
     adopt: bool,
+    fire: Fire | None = None,
 ) -> Run | None:
-    """The run's row; a run sent by beat or another Celery client gets one now."""
+    """The run's row; a run sent by beat or another Celery client gets one now. A
+    schedule's fire is started as the schedule's creator; DuplicateFire when that
+    fire already has its run."""
     run = db.session.get(Run, run_id)
     if run is not None or not adopt:
         return run
+    owner = None
+    if fire is not None:
+        schedule = db.session.get(Schedule, fire.schedule_id)
+        owner = schedule.created_by if schedule is not None else None
     run = Run(
         id=run_id,
         task=definition.name,
@@ -156,6 +204,9 @@ def _get_or_adopt(
         attempts=0,
         created_at=utcnow(),
         dispatched_at=utcnow(),
+        created_by=owner,
+        schedule_id=fire.schedule_id if fire else None,
+        fire_at=fire.at if fire else None,
     )
     db.session.add(run)
     try:
@@ -163,7 +214,8 @@ def _get_or_adopt(
     except IntegrityError:
         db.session.rollback()  # a duplicate delivery adopted it first
         run = db.session.get(Run, run_id)
-        assert run is not None
+        if run is None:  # another message of the same fire did
+            raise DuplicateFire(run_id) from None
         return run
     log_run(run)
     return run

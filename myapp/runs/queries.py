@@ -39,8 +39,16 @@ class RunFilter:
     source: str | None = None
     # A user name; any name is a valid filter (one nobody has matches nothing).
     created_by: str | None = None
+    # A schedule's id (of one since deleted too: its runs stay).
+    schedule_id: int | None = None
 
-    FIELDS: ClassVar[tuple[str, ...]] = ("task", "state", "source", "created_by")
+    FIELDS: ClassVar[tuple[str, ...]] = (
+        "task",
+        "state",
+        "source",
+        "created_by",
+        "schedule_id",
+    )
 
     def __post_init__(self) -> None:
         errors: dict[str, str] = {}
@@ -78,6 +86,7 @@ def list_runs(
         (Run.state, filters.state),
         (Run.source, filters.source),
         (Run.created_by, filters.created_by),
+        (Run.schedule_id, filters.schedule_id),
     ):
         if value is not None:
             query = query.where(column == value)

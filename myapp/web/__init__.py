@@ -14,7 +14,8 @@ def web_init_app(app: Flask) -> None:
     # Imported here, not at the top: gunicorn's master imports `myapp.web.server`
     # (gunicorn.conf.py) and must not load the whole app to do it (it has no use
     # for it, and it took a few seconds and ~50 MB there).
-    from myapp.web import account, api, apidocs, health, metrics
+    from myapp.web import account, api, apidocs, health, metrics, schedule_pages
+    from myapp.web import schedules_api as _  # noqa: F401  (routes on api.bp)
     from myapp.web.auth import allow_anonymous, auth_init_app
     from myapp.web.errors import errors_init_app
     from myapp.web.guards import guards_init_app
@@ -34,4 +35,5 @@ def web_init_app(app: Flask) -> None:
     app.register_blueprint(account.bp)
     views_init_app(app)
     words_init_app(app)
+    app.register_blueprint(schedule_pages.bp)
     security_init_app(app)

@@ -84,7 +84,11 @@ def list_runs():
     query = _query(RUNS_QUERY)
     try:
         filters = runs.RunFilter(
-            query["task"], query["state"], query["source"], query["created_by"]
+            query["task"],
+            query["state"],
+            query["source"],
+            query["created_by"],
+            query["schedule_id"],
         )
         items, cursor = runs.list_runs(
             filters, limit=query["limit"], cursor=query["cursor"]

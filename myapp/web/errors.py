@@ -16,6 +16,7 @@ from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from myapp.runs import IdempotencyConflict, NotAllowed, RunFinished, StartRefused
+from myapp.schedules import ScheduleNameTaken
 from myapp.tasks import UnknownTask, ValidationError
 
 log = logging.getLogger(__name__)
@@ -112,6 +113,10 @@ def errors_init_app(app: Flask) -> None:
     @app.errorhandler(NotAllowed)
     def _not_allowed(exc: NotAllowed):
         return error_response(403, "forbidden", str(exc))
+
+    @app.errorhandler(ScheduleNameTaken)
+    def _name_taken(exc: ScheduleNameTaken):
+        return error_response(409, "name_taken", str(exc), {"name": "is taken"})
 
     @app.errorhandler(RunFinished)
     def _finished(exc: RunFinished):

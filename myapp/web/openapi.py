@@ -64,6 +64,14 @@ RUN_SCHEMA: dict[str, Any] = {
             "description": "who started it; null for beat and external runs",
         },
         "cancelled_by": {"type": ["string", "null"]},
+        "schedule_id": {
+            "type": ["integer", "null"],
+            "description": "the schedule that fired it, or that a user ran now",
+        },
+        "fire_at": {
+            **_NULLABLE_TIME,
+            "description": "the schedule's fire time this run stands for",
+        },
     },
 }
 
@@ -87,6 +95,88 @@ RUN_LOG_SCHEMA: dict[str, Any] = {
         "next": {"type": "integer", "description": "the `after` for later lines"},
         "dropped": {"type": "integer", "description": "lines past the limit"},
     },
+}
+
+_SCHEDULE_FIELDS: dict[str, Any] = {
+    "params": {
+        "type": "object",
+        "description": "the task's parameters, checked as a start checks them",
+    },
+    "every_s": {
+        "type": ["integer", "null"],
+        "minimum": 1,
+        "description": "seconds between fires (at least SCHEDULE_MIN_SECONDS, 10 "
+        "by default); exactly one of every_s and cron",
+    },
+    "cron": {
+        "type": ["string", "null"],
+        "maxLength": 100,
+        "description": "five cron fields (minute hour day month weekday)",
+    },
+    "timezone": {
+        "type": "string",
+        "description": "IANA time zone of the cron fields",
+        "default": "UTC",
+    },
+    "enabled": {"type": "boolean", "default": True},
+    "description": {"type": "string", "maxLength": 500},
+}
+
+SCHEDULE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["id", "name", "task", "params", "enabled", "next_runs", "url"],
+    "properties": {
+        "id": {"type": "integer"},
+        "name": {"type": "string"},
+        "task": {"type": "string"},
+        **_SCHEDULE_FIELDS,
+        "paused_reason": {
+            "type": ["string", "null"],
+            "description": "why the app keeps it from firing (its task is gone, "
+            "its creator may no longer start it); enabled is false then",
+        },
+        "describe": {"type": "string", "description": "when it fires, in words"},
+        "created_by": {"type": ["string", "null"]},
+        "updated_by": {"type": ["string", "null"]},
+        "created_at": {"type": "string", "format": "date-time"},
+        "updated_at": {"type": "string", "format": "date-time"},
+        "last_fire_at": _NULLABLE_TIME,
+        "last_run_id": {"type": ["string", "null"]},
+        "last_run_at": _NULLABLE_TIME,
+        "next_runs": {
+            "type": "array",
+            "items": {"type": "string", "format": "date-time"},
+            "description": "the next three fire times (UTC)",
+        },
+        "url": {"type": "string"},
+    },
+}
+
+
+def _schedule_create() -> dict[str, Any]:
+    """The body of a new schedule. What JSON Schema cannot say is checked when it
+    is saved (422 naming the field): the cron text, the zone, the parameters of
+    the chosen task, and that exactly one of every_s and cron is given."""
+    return {
+        "type": "object",
+        "required": ["name", "task"],
+        "additionalProperties": False,
+        "properties": {
+            "name": {
+                "type": "string",
+                "pattern": "^[a-z0-9][a-z0-9._-]*$",
+                "maxLength": 100,
+            },
+            "task": {"type": "string", "enum": list(task_registry())},
+            **_SCHEDULE_FIELDS,
+        },
+    }
+
+
+SCHEDULE_PATCH: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": _SCHEDULE_FIELDS,
 }
 
 SECURITY_SCHEMES: dict[str, Any] = {
@@ -306,6 +396,7 @@ def openapi_document() -> dict[str, Any]:
                 },
             }
         },
+        **_schedule_paths(run_ref, location),
         "/api/openapi.json": {
             "get": {
                 "operationId": "openapi",
@@ -379,8 +470,104 @@ def openapi_document() -> dict[str, Any]:
             "schemas": {
                 "Run": RUN_SCHEMA,
                 "RunLog": RUN_LOG_SCHEMA,
+                "Schedule": SCHEDULE_SCHEMA,
                 "Error": ERROR_SCHEMA,
             },
             "securitySchemes": SECURITY_SCHEMES,
+        },
+    }
+
+
+def _schedule_paths(run_ref: dict[str, Any], location: dict[str, Any]) -> dict:
+    ref = {"$ref": "#/components/schemas/Schedule"}
+    one = [
+        {
+            "name": "schedule_id",
+            "in": "path",
+            "required": True,
+            "schema": {"type": "integer"},
+        }
+    ]
+    return {
+        "/api/schedules": {
+            "get": {
+                "operationId": "list_schedules",
+                "summary": "Every schedule, with its next fire times",
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["items"],
+                            "properties": {"items": {"type": "array", "items": ref}},
+                        },
+                        "the schedules",
+                    ),
+                    **_errors(401, 503),
+                },
+            },
+            "post": {
+                "operationId": "create_schedule",
+                "summary": "Schedule a task (operators: tasks they may start)",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _schedule_create()}},
+                },
+                "responses": {
+                    "201": {
+                        **_json(ref, "created"),
+                        "headers": {
+                            "Location": {
+                                "description": "the schedule's URL",
+                                "schema": {"type": "string"},
+                            }
+                        },
+                    },
+                    **_errors(400, 401, 403, 404, 409, 413, 415, 422, 503),
+                },
+            },
+        },
+        "/api/schedules/{schedule_id}": {
+            "parameters": one,
+            "get": {
+                "operationId": "get_schedule",
+                "summary": "One schedule",
+                "responses": {"200": _json(ref, "the schedule"), **_errors(401, 404)},
+            },
+            "patch": {
+                "operationId": "update_schedule",
+                "summary": "Change a schedule; giving every_s or cron replaces the "
+                "other; enabled false pauses it",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": SCHEDULE_PATCH}},
+                },
+                "responses": {
+                    "200": _json(ref, "the schedule as saved"),
+                    **_errors(400, 401, 403, 404, 413, 415, 422, 503),
+                },
+            },
+            "delete": {
+                "operationId": "delete_schedule",
+                "summary": "Delete a schedule (its runs stay in the history)",
+                "responses": {
+                    "204": {"description": "deleted"},
+                    **_errors(401, 403, 404, 503),
+                },
+            },
+        },
+        "/api/schedules/{schedule_id}/run": {
+            "parameters": one,
+            "post": {
+                "operationId": "run_schedule",
+                "summary": "Run now: a start by the caller with the schedule's "
+                "parameters and id, paused or not",
+                "responses": {
+                    "202": {
+                        **_json(run_ref, "accepted; poll the Location"),
+                        "headers": location,
+                    },
+                    **_errors(401, 403, 404, 422, 429, 503),
+                },
+            },
         },
     }

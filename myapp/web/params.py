@@ -88,6 +88,13 @@ RUNS_QUERY = (
     QueryParam(
         "created_by", "name of the user who started it", max_length=USER_NAME_LENGTH
     ),
+    QueryParam(
+        "schedule_id",
+        "id of the schedule that fired it or was run now",
+        "integer",
+        minimum=1,
+        maximum=2**31 - 1,
+    ),
     QueryParam("limit", "page size", "integer", default=50, minimum=1, maximum=200),
     QueryParam("cursor", "the `next` cursor of a page", max_length=MAX_CURSOR_LENGTH),
 )

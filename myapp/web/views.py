@@ -178,7 +178,11 @@ def list_runs():
     try:
         query = parse_query(request.args, _PAGE_QUERY)
         filters = runs.RunFilter(
-            query["task"], query["state"], query["source"], query["created_by"]
+            query["task"],
+            query["state"],
+            query["source"],
+            query["created_by"],
+            query["schedule_id"],
         )
         cursor = query["cursor"]
         items, next_cursor = runs.list_runs(filters, limit=PAGE_SIZE, cursor=cursor)

@@ -14,13 +14,14 @@ from kombu import Connection
 
 from myapp.extensions import db, get_store
 from myapp.models import Run
-from myapp.testing import ROOT, app_environ, settle, wait_for
+from myapp.testing import ROOT, add_schedule, app_environ, settle, wait_for
 
 
 def test_four_writers_and_a_scheduled_run_give_an_exact_row_count(
     make_app, shipped_redis, workers, tmp_path
 ):
-    app = make_app(REDIS_URL=shipped_redis.url, SCHEDULE_SECONDS=2)
+    app = make_app(REDIS_URL=shipped_redis.url)
+    add_schedule(app, 2)
     workers(app, "w1")
     accepted: list[str] = []
     errors: list[object] = []

@@ -5,8 +5,8 @@ and first seq, deleted with the run), and the count of lines dropped past
 RUN_LOG_MAX_LINES on the run. The new column has
 a server default, so it is added in place and the previous release keeps working.
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-12-02 07:20:00
 
 """
@@ -15,8 +15,8 @@ import sqlalchemy as sa
 from alembic import op
 
 # revision identifiers, used by Alembic.
-revision = "0003"
-down_revision = "0002"
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
