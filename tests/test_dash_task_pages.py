@@ -13,7 +13,7 @@ from selenium.webdriver.common.by import By
 
 from myapp.dashboard import ids
 from myapp.extensions import get_store
-from myapp.testing import BROWSER_PASSWORD, sign_in, wait_for
+from myapp.testing import BROWSER_PASSWORD, add_schedule, sign_in, wait_for
 
 # tests/log_tasks.py: a task that writes to its run's log while it holds.
 TASK_MODULES = "tests.dash_result_tasks,tests.log_tasks"
@@ -94,6 +94,17 @@ def test_tasks_page_lists_every_task_and_links_to_its_page(app, live, dash_duo):
     assert dash_duo.driver.current_url.endswith("/dash/tasks/tabulate")
     for name in ("categories", "include_chart"):
         dash_duo.wait_for_element_by_id(ids.param_id(name))
+
+
+def test_a_task_page_lists_its_schedules_with_their_next_fire(app, live, dash_duo):
+    add_schedule(app, 3600, name="nightly-summary", task="summarize_data")
+    open_task(dash_duo, live, "summarize_data")
+    listed = dash_duo.find_element(f"#{ids.TASK_SCHEDULES}")
+    assert "nightly-summary" in listed.text and "next: " in listed.text
+    open_task(dash_duo, live, "tabulate")
+    assert "Nothing starts this task on a schedule" in (
+        dash_duo.find_element(f"#{ids.TASK_SCHEDULES}").text
+    )
 
 
 def test_unknown_task_and_unknown_page_say_so(app, live, dash_duo):

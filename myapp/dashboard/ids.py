@@ -21,6 +21,7 @@ RESULT_GRID = "result-grid"
 RESULT_GRAPH = "result-graph"
 TASK_RUNS_GRID = "task-runs-grid"
 RUN_LOG = "run-log"  # the followed run's log lines (ctx.log), live
+TASK_SCHEDULES = "task-schedules"  # this task's schedules and their next fire
 TASK_LIST = "task-list"  # /dash/tasks
 
 

@@ -17,7 +17,7 @@ from dash import Input, Output, State, dcc, html
 from dash.exceptions import PreventUpdate
 from sqlalchemy.exc import SQLAlchemyError
 
-from myapp import runs
+from myapp import runs, schedules
 from myapp.dashboard import forms, history, ids, polling, results, run_panel
 from myapp.dashboard.values import only
 from myapp.extensions import db
@@ -176,11 +176,60 @@ def task_page(
                     task_runs_grid(),
                 ],
             ),
+            html.Section(
+                className="card",
+                children=[
+                    html.H2("Schedules"),
+                    html.Div(
+                        id=ids.TASK_SCHEDULES,
+                        children=schedules_view(definition.name),
+                    ),
+                ],
+            ),
             *run_panel.stores(page, following),
             dcc.Store(id=ids.TASK_RUNS_SIG),
             dcc.Interval(id=ids.TASK_RUNS_INTERVAL, interval=polling.HISTORY_POLL_MS),
         ],
     )
+
+
+def schedules_view(task: str) -> list[Any]:
+    """This task's schedules, each with when it fires and its next fire time (or
+    why it is paused); edited on the /schedules pages."""
+    found = [schedules.schedule_json(s) for s in schedules.list_schedules(task)]
+    link = html.A("Schedules page", href="/schedules")
+    if not found:
+        return [
+            html.P(
+                ["Nothing starts this task on a schedule. ", link], className="muted"
+            )
+        ]
+    items = []
+    for data in found:
+        if data["enabled"]:
+            state = (
+                f"next: {data['next_runs'][0][:16].replace('T', ' ')} UTC"
+                if data["next_runs"]
+                else "no next fire"
+            )
+        else:
+            state = (
+                f"paused ({data['paused_reason']})"
+                if data["paused_reason"]
+                else "paused"
+            )
+        items.append(
+            html.Li(
+                [
+                    html.A(data["name"], href=f"/schedules/{data['id']}"),
+                    f" — {data['describe']}; {state}",
+                ]
+            )
+        )
+    return [
+        html.Ul(items),
+        html.P(["Add or change them on the ", link, "."], className="muted"),
+    ]
 
 
 def start_refusal(requester: Requester, definition: TaskDefinition) -> str:
