@@ -7,8 +7,10 @@
     return;
   }
   var figure = JSON.parse(node.getAttribute("data-figure"));
+  // No mode bar: its buttons would take the site's button style, and a result
+  // chart is read, not edited.
   window.Plotly.newPlot(node, figure.data || [], figure.layout || {}, {
     responsive: true,
-    displaylogo: false,
+    displayModeBar: false,
   });
 })();

@@ -8,6 +8,7 @@ message as in the API. Pages offer only what the user may do.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -312,6 +313,7 @@ class ParamUsed:
     name: str
     value: Any
     default: bool  # not in the row: the declaration's default was used
+    text: str = ""  # as a person types it: true, a,b, 2026-01-31
 
 
 def _params_used(run: Run) -> list[ParamUsed]:
@@ -319,14 +321,16 @@ def _params_used(run: Run) -> list[ParamUsed]:
     was sent without (beat and other clients send `{}`)."""
     given = dict(run.params or {})
     if run.task not in task_registry():
-        return [ParamUsed(k, v, False) for k, v in given.items()]
+        return [ParamUsed(k, v, False, json.dumps(v)) for k, v in given.items()]
     used = []
     for param in get_definition(run.task).fields:
         if param.name in given:
-            used.append(ParamUsed(param.name, given.pop(param.name), False))
+            value = given.pop(param.name)
+            used.append(ParamUsed(param.name, value, False, param.text(value)))
         elif not param.required:
-            used.append(ParamUsed(param.name, param.default, True))
-    return used + [ParamUsed(k, v, False) for k, v in given.items()]
+            default = param.default
+            used.append(ParamUsed(param.name, default, True, param.text(default)))
+    return used + [ParamUsed(k, v, False, json.dumps(v)) for k, v in given.items()]
 
 
 def _filter_options() -> dict[str, tuple[str, ...]]:
