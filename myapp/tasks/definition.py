@@ -554,4 +554,9 @@ def _number(value: Any) -> str:
 
 
 def _first_line(doc: str | None) -> str:
-    return inspect.cleandoc(doc).split("\n", 1)[0].strip() if doc else ""
+    """The docstring's summary: its first line, or its first paragraph when that
+    sentence runs over several lines (never cut mid-sentence)."""
+    if not doc:
+        return ""
+    paragraph = inspect.cleandoc(doc).split("\n\n", 1)[0]
+    return " ".join(line.strip() for line in paragraph.splitlines())
