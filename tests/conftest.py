@@ -163,15 +163,19 @@ def browser_login(make_user) -> tuple[str, str]:
 @pytest.fixture
 def worker_for() -> Callable[[Flask], Any]:
     """`with worker_for(app):` a real Celery worker (solo pool, in a thread) for an
-    app built with its own settings (TASK_MODULES, limits)."""
+    app built with its own settings (TASK_MODULES, limits); `pool="prefork"` for
+    what only the prefork pool does (time limits), with one pool process."""
 
-    def start(app: Flask) -> Any:
+    def start(app: Flask, pool: str = "solo") -> Any:
+        prefork = {"concurrency": 1} if pool == "prefork" else {}
         return start_worker(
             app.extensions["celery"],
-            pool="solo",
-            perform_ping_check=True,
+            pool=pool,
+            # The ping check's task is not sent to a forked pool in time.
+            perform_ping_check=pool != "prefork",
             shutdown_timeout=30,
             loglevel="WARNING",
+            **prefork,
         )
 
     return start

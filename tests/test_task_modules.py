@@ -531,16 +531,9 @@ def test_an_unconvertible_result_fails_at_once_and_is_not_run_again(
 
 
 @pytest.fixture
-def prefork_worker(app) -> Iterator[None]:
+def prefork_worker(app, worker_for) -> Iterator[None]:
     """Time limits are enforced by the prefork pool only."""
-    with start_worker(
-        app.extensions["celery"],
-        pool="prefork",
-        concurrency=1,
-        perform_ping_check=False,
-        shutdown_timeout=30,
-        loglevel="WARNING",
-    ):
+    with worker_for(app, pool="prefork"):
         yield
 
 

@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-from celery.contrib.testing.worker import start_worker
-
 from myapp.testing import wait_for_state
 
 
-def test_a_run_over_its_soft_time_limit_ends_failure(make_app):
+def test_a_run_over_its_soft_time_limit_ends_failure(make_app, worker_for):
     app = make_app(CELERY={"task_soft_time_limit": 1, "task_time_limit": 10})
     client = app.test_client()
-    with start_worker(
-        app.extensions["celery"],
-        pool="prefork",
-        concurrency=1,
-        perform_ping_check=False,
-        shutdown_timeout=30,
-        loglevel="WARNING",
-    ):
+    with worker_for(app, pool="prefork"):
         run = client.post(
             "/api/tasks/generate_data/runs", json={"rows": 2, "seconds": 5}
         ).get_json()

@@ -19,6 +19,14 @@ from myapp.web.params import (
     RUNS_QUERY,
 )
 
+# The {run_id} of every path about one run.
+RUN_ID_PARAMETER: dict[str, Any] = {
+    "name": "run_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+}
+
 _NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
 
 RUN_SCHEMA: dict[str, Any] = {
@@ -271,14 +279,7 @@ def openapi_document() -> dict[str, Any]:
             }
         },
         "/api/runs/{run_id}": {
-            "parameters": [
-                {
-                    "name": "run_id",
-                    "in": "path",
-                    "required": True,
-                    "schema": {"type": "string"},
-                }
-            ],
+            "parameters": [RUN_ID_PARAMETER],
             "get": {
                 "operationId": "get_run",
                 "summary": "One run; with `wait`, as soon as it changes or finishes "
@@ -299,14 +300,7 @@ def openapi_document() -> dict[str, Any]:
             },
         },
         "/api/runs/{run_id}/logs": {
-            "parameters": [
-                {
-                    "name": "run_id",
-                    "in": "path",
-                    "required": True,
-                    "schema": {"type": "string"},
-                }
-            ],
+            "parameters": [RUN_ID_PARAMETER],
             "get": {
                 "operationId": "get_run_logs",
                 "summary": "The lines the run's task logged (ctx.log), in order",
@@ -320,14 +314,7 @@ def openapi_document() -> dict[str, Any]:
             },
         },
         "/api/runs/{run_id}/rerun": {
-            "parameters": [
-                {
-                    "name": "run_id",
-                    "in": "path",
-                    "required": True,
-                    "schema": {"type": "string"},
-                }
-            ],
+            "parameters": [RUN_ID_PARAMETER],
             "post": {
                 "operationId": "rerun",
                 "summary": "Start a new run of the same task with the same "
