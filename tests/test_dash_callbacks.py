@@ -298,10 +298,10 @@ def test_a_task_form_is_read_back_from_its_controls(make_app):
             "sizes": [1, 2],
         }
         # Hints say what to type, in words.
-        assert forms.hint(definition.field("count")) == (
+        assert definition.field("count").hint == (
             "Whole number from 1 to 5. Default: 2."
         )
-        assert forms.hint(definition.field("label")).endswith("Required.")
+        assert definition.field("label").hint.endswith("Required.")
 
 
 def _ids(view):

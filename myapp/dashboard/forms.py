@@ -89,62 +89,12 @@ def _field(spec: ParamField, disabled: bool) -> html.Div:
         children=[
             label,
             control(spec, disabled=disabled),
-            html.Small(hint(spec), className="hint muted"),
+            html.Small(spec.hint, className="hint muted"),
             html.Div(
                 id=ids.param_error_id(spec.name), className="field-error", role="alert"
             ),
         ],
     )
-
-
-_KIND_WORDS = {
-    "integer": "Whole number",
-    "number": "Number",
-    "string": "Text",
-    "date": "Date (YYYY-MM-DD)",
-    "datetime": "Date and time (YYYY-MM-DDTHH:MM)",
-}
-_LIST_WORDS = {
-    "integer": "Whole numbers",
-    "number": "Numbers",
-    "string": "Texts",
-    "date": "Dates (YYYY-MM-DD)",
-    "datetime": "Dates and times",
-}
-
-
-def hint(spec: ParamField) -> str:
-    """What to enter, in a sentence or two: the description, the kind and its
-    bounds, and what an empty field means."""
-    parts = [spec.description.strip().rstrip(".")] if spec.description else []
-    if spec.kind == "choice":
-        parts.append("Choose any number" if spec.multiple else "")
-    elif spec.multiple:
-        parts.append(f"{_LIST_WORDS.get(spec.kind, 'Values')}, separated by commas")
-    elif spec.kind != "bool":
-        parts.append(_KIND_WORDS.get(spec.kind, "Text") + _bounds(spec))
-    if spec.required:
-        parts.append("Required")
-    elif spec.default is None or spec.default == []:
-        parts.append("Optional")
-    elif spec.kind == "bool":
-        parts.append("Ticked by default" if spec.default else "Unticked by default")
-    else:
-        parts.append(f"Default: {spec.text(spec.default)}")
-    return ". ".join(p for p in parts if p) + "."
-
-
-def _bounds(spec: ParamField) -> str:
-    low, high = spec.text(spec.minimum), spec.text(spec.maximum)
-    if spec.minimum is not None and spec.maximum is not None:
-        return f" from {low} to {high}"
-    if spec.minimum is not None:
-        return f", at least {low}"
-    if spec.maximum is not None:
-        return f", at most {high}"
-    if spec.max_length is not None and spec.kind == "string":
-        return f", at most {spec.max_length} characters"
-    return ""
 
 
 def control(spec: ParamField, *, disabled: bool = False) -> Any:

@@ -122,6 +122,12 @@ class ParamField:
             parts.append("default " + (self.text(self.default) or "none"))
         return "; ".join(parts)
 
+    @property
+    def hint(self) -> str:
+        """What to enter, in a sentence or two, under the field of a form (HTML and
+        Dash): the description, the kind and its bounds, the default."""
+        return _hint(self)
+
     def text(self, value: Any) -> str:
         """A value as a person types it (forms, the CLI): lists comma-separated."""
         if value is None:
@@ -494,6 +500,58 @@ def _inline(
         for key, value in node.items()
         if key != "title"
     }
+
+
+# -- words --------------------------------------------------------------------
+
+_KIND_WORDS = {
+    "integer": "Whole number",
+    "number": "Number",
+    "string": "Text",
+    "date": "Date (YYYY-MM-DD)",
+    "datetime": "Date and time (YYYY-MM-DDTHH:MM)",
+}
+_LIST_WORDS = {
+    "integer": "Whole numbers",
+    "number": "Numbers",
+    "string": "Texts",
+    "date": "Dates (YYYY-MM-DD)",
+    "datetime": "Dates and times",
+}
+
+
+def _hint(spec: ParamField) -> str:
+    """What to enter, in a sentence or two: the description, the kind and its
+    bounds, and what an empty field means."""
+    parts = [spec.description.strip().rstrip(".")] if spec.description else []
+    if spec.kind == "choice":
+        parts.append("Choose any number" if spec.multiple else "")
+    elif spec.multiple:
+        parts.append(f"{_LIST_WORDS.get(spec.kind, 'Values')}, separated by commas")
+    elif spec.kind != "bool":
+        parts.append(_KIND_WORDS.get(spec.kind, "Text") + _bounds(spec))
+    if spec.required:
+        parts.append("Required")
+    elif spec.default is None or spec.default == []:
+        parts.append("Optional")
+    elif spec.kind == "bool":
+        parts.append("Ticked by default" if spec.default else "Unticked by default")
+    else:
+        parts.append(f"Default: {spec.text(spec.default)}")
+    return ". ".join(p for p in parts if p) + "."
+
+
+def _bounds(spec: ParamField) -> str:
+    low, high = spec.text(spec.minimum), spec.text(spec.maximum)
+    if spec.minimum is not None and spec.maximum is not None:
+        return f" from {low} to {high}"
+    if spec.minimum is not None:
+        return f", at least {low}"
+    if spec.maximum is not None:
+        return f", at most {high}"
+    if spec.max_length is not None and spec.kind == "string":
+        return f", at most {spec.max_length} characters"
+    return ""
 
 
 # -- messages -----------------------------------------------------------------
