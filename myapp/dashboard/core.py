@@ -19,6 +19,7 @@ from myapp import runs
 from myapp.dashboard import polling
 from myapp.extensions import db, get_redis
 from myapp.models import ACTIVE_STATES, Run, utcnow
+from myapp.runs.words import state_word
 from myapp.tasks import ProgressHook, UnknownTask, ValidationError, get_definition
 from myapp.web.security import current_requester
 
@@ -213,19 +214,6 @@ def params_text(params: Mapping[str, Any] | None) -> str:
     return ", ".join(f"{k}={v}" for k, v in (params or {}).items())
 
 
-# What a page that speaks to people calls each state (the task pages; the main
-# page keeps its state names, which its users and tests read).
-STATE_WORDS = {
-    "PENDING": "Queued",
-    "STARTED": "Running",
-    "PROGRESS": "Running",
-    "RETRY": "Retrying",
-    "SUCCESS": "Finished",
-    "FAILURE": "Failed",
-    "REVOKED": "Cancelled",
-}
-
-
 def describe(run: Run | None, *, mode: Mode | str, plain: bool = False) -> str:
     """One honest line about a run: what it is doing or how it ended. `plain`
     lines start with a word people use ("Running", "Cancelled"), the others with
@@ -233,7 +221,7 @@ def describe(run: Run | None, *, mode: Mode | str, plain: bool = False) -> str:
     if run is None:
         head = "Failed" if plain else "FAILURE"
         return f"{head}: the run is not in the history (was it pruned?)."
-    head = STATE_WORDS[run.state] if plain else run.state
+    head = state_word(run.state).capitalize() if plain else run.state
     short = run.id[:8]
     label = f"{mode} run {short}" + (f" of {run.task}" if plain else "")
     took = f" in {run.duration_s:.2f} s" if run.duration_s is not None else ""

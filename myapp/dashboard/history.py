@@ -11,8 +11,9 @@ from typing import Any
 import plotly.graph_objects as go
 
 from myapp import runs, users
-from myapp.dashboard.core import STATE_WORDS, params_text
+from myapp.dashboard.core import params_text
 from myapp.models import Run, isoformat
+from myapp.runs.words import state_word
 
 HISTORY_LIMIT = 200
 TASK_RUNS_LIMIT = 50
@@ -55,7 +56,7 @@ def history_rows(items: Sequence[Run]) -> list[dict[str, Any]]:
                 "task": run.task,
                 "source": run.source,
                 "state": run.state,
-                "status": STATE_WORDS[run.state].lower(),
+                "status": state_word(run.state),
                 "params": params_text(run.params),
                 "created_by": run.created_by or "",
                 "progress": run.progress_message or "",

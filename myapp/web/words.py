@@ -1,25 +1,12 @@
-"""The words pages use for a run's state. The JSON API keeps the contract's states
-(PENDING, STARTED, …); people read "queued", "running", "cancelled". One table,
-used by the templates (the `state_word` filter) and handed to run.js on the page,
-so a live update and a reload say the same thing."""
+"""The words for a run's state (myapp.runs.words) in the templates: the
+`state_word` filter, and the table handed to run.js on the page, so a live update
+and a reload say the same thing. The JSON API keeps the contract's states."""
 
 from __future__ import annotations
 
 from flask import Flask
 
-STATE_WORDS: dict[str, str] = {
-    "PENDING": "queued",
-    "STARTED": "running",
-    "PROGRESS": "running",
-    "RETRY": "waiting to retry",
-    "SUCCESS": "finished",
-    "FAILURE": "failed",
-    "REVOKED": "cancelled",
-}
-
-
-def state_word(state: str) -> str:
-    return STATE_WORDS.get(state, state.lower())
+from myapp.runs.words import STATE_WORDS, state_word
 
 
 def words_init_app(app: Flask) -> None:
