@@ -285,6 +285,7 @@ def test_flask_and_dash_pages_share_one_navigation_bar(app, live, dash_duo):
         ["myapp", "/"],
         ["Tasks", "/"],
         ["Runs", "/runs"],
+        ["Schedules", "/schedules"],
         ["Dash", "/dash/"],
         ["Dash history", "/dash/history"],
         ["API", "/api/docs"],
