@@ -14,6 +14,11 @@ log never sees a line disappear); the rest are counted in `runs.log_dropped`. A
 line is cut at `MAX_LINE` characters. An exception logged with `ctx.log.exception`
 adds its type and message, not its traceback: these lines are shown to everyone who
 may read the run.
+
+Each write is fenced by the attempt's claim: it first touches the run row where
+`attempts` is still this attempt's number (which also orders it against a takeover's
+claim), and writes nothing when that matches no row. A taken-over attempt's lines
+are dropped, so the current attempt's numbering is never interleaved with them.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from sqlalchemy import Connection, Engine, func, insert, select, update
 
 from myapp.extensions import db
 from myapp.models import Run, RunLogBatch
+from myapp.runs.transitions import Claim
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +50,16 @@ class RunLogHandler(logging.Handler):
     """Buffers one run's lines; `flush` writes them (from the flusher thread, and
     once more at the end of the run)."""
 
-    def __init__(self, run_id: str, engine: Engine, max_lines: int):
+    def __init__(
+        self,
+        run_id: str,
+        engine: Engine,
+        max_lines: int,
+        claim: Claim | None = None,
+    ):
         super().__init__(logging.DEBUG)
         self.run_id = run_id
+        self.claim = claim
         self.engine = engine
         self.max_lines = max_lines
         self.seq = 0  # lines of this attempt so far
@@ -96,6 +109,8 @@ class RunLogHandler(logging.Handler):
                 lines, self._pending = self._pending, []
             if not lines and self.dropped + self.refused == self._written_dropped:
                 return
+            if self.claim is not None and self.claim.superseded:
+                return  # a later attempt owns the run: its log is not ours
             try:
                 with self.engine.begin() as connection:
                     self._write(connection, lines)
@@ -114,6 +129,17 @@ class RunLogHandler(logging.Handler):
     def _write(
         self, connection: Connection, lines: list[tuple[int, float, str, str]]
     ) -> None:
+        if self.claim is not None:
+            # Row-locks the run for this transaction: a takeover's claim waits for
+            # it, and once the claim is in, this matches nothing.
+            owned = connection.execute(
+                update(Run)
+                .where(self.claim.current())
+                .values(log_dropped=Run.log_dropped)
+            )
+            if owned.rowcount == 0:
+                self.claim.refused("log lines")
+                return
         if self.base is None:
             # A later attempt (a retry, a takeover) goes on after the lines kept.
             self.base = connection.scalar(
@@ -207,9 +233,12 @@ def _process_flusher() -> _Flusher:
 
 
 @contextmanager
-def run_log(run_id: str) -> Iterator[logging.Logger]:
-    """`ctx.log` for one attempt at a run; its lines are all written on exit."""
-    handler = RunLogHandler(run_id, db.engine, current_app.config["RUN_LOG_MAX_LINES"])
+def run_log(run_id: str, claim: Claim | None = None) -> Iterator[logging.Logger]:
+    """`ctx.log` for one attempt at a run; its lines are all written on exit, while
+    `claim` (when given) still owns the run."""
+    handler = RunLogHandler(
+        run_id, db.engine, current_app.config["RUN_LOG_MAX_LINES"], claim
+    )
     logger = RunLogger(handler)
     flusher = _process_flusher()
     flusher.handlers.add(handler)
