@@ -6,6 +6,7 @@ database (PostgreSQL with TEST_DATABASE_URL), the worker's own code in threads."
 from __future__ import annotations
 
 import importlib
+import pickle
 import threading
 from datetime import timedelta
 
@@ -103,6 +104,8 @@ def test_a_taken_over_attempt_stops_and_changes_nothing(app, caplog):
         gate.set()  # the old attempt goes on: its next write is refused
         old["thread"].join(30)
         assert isinstance(old.get("error"), RunSuperseded), old
+        # A pool process hands it to the worker's main process, pickled.
+        assert pickle.loads(pickle.dumps(old["error"])).attempt == 1
         after = fresh(run_id)
         assert after.to_dict() == done.to_dict()
         assert after.finished_at == finished_at

@@ -81,6 +81,11 @@ class RunSuperseded(RunCancelled, Ignore):
     records no state for the message (the result is the current attempt's)."""
 
     def __init__(self, run_id: str, attempt: int):
-        super().__init__(f"run {run_id}: attempt {attempt} was taken over")
+        # Its args are its parameters: it is pickled from the pool process to the
+        # worker's main process, which builds it again from them.
+        super().__init__(run_id, attempt)
         self.run_id = run_id
         self.attempt = attempt
+
+    def __str__(self) -> str:
+        return f"run {self.run_id}: attempt {self.attempt} was taken over"

@@ -130,8 +130,14 @@ class AttemptSuperseded(RuntimeError):
     """A later attempt at the run owns its commit: this one appends nothing."""
 
     def __init__(self, run_id: str, attempt: int | None):
-        super().__init__(
-            f"attempt {attempt} of run {run_id} was taken over; its rows are refused"
+        super().__init__(run_id, attempt)  # picklable: args are its parameters
+        self.run_id = run_id
+        self.attempt = attempt
+
+    def __str__(self) -> str:
+        return (
+            f"attempt {self.attempt} of run {self.run_id} was taken over; its rows "
+            "are refused"
         )
 
 
