@@ -25,9 +25,10 @@ def paced(
     steps: Annotated[int, Field(ge=1, le=1000)] = 5,
     pause: Annotated[float, Field(ge=0, le=10)] = 0.2,
     gate: str = "",
+    stage_pause: Annotated[float, Field(ge=0, le=10)] = 0,
 ) -> dict[str, Any]:
     """`steps` steps of `pause` seconds, each logged and reported, then `rows` rows
-    appended to the data set."""
+    appended to the data set (`stage_pause` seconds between staging chunks)."""
     for step in range(1, steps + 1):
         ctx.log.info("attempt %s step %d", ctx.attempt, step)
         ctx.progress(step, steps, f"step {step} of {steps}")
@@ -36,11 +37,12 @@ def paced(
         time.sleep(pause)
     store = get_store()
     made = store.random_rows(rows)
-    commit = store.commit_run(
-        ctx.run_id,
-        made,
-        on_staged=lambda staged, total: ctx.progress(steps, steps, "saving"),
-        attempt=ctx.attempt,
-    )
+
+    def staged(done: int, total: int) -> None:
+        # A long commit, for a rehearsal that cuts the host in the middle of it.
+        ctx.progress(steps, steps, f"saving: {done} of {total} rows staged")
+        time.sleep(stage_pause)
+
+    commit = store.commit_run(ctx.run_id, made, on_staged=staged, attempt=ctx.attempt)
     ctx.progress(steps, steps, "saved")
     return {"rows": commit.count, "first_id": commit.first_id, "attempt": ctx.attempt}
