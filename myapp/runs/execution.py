@@ -364,6 +364,10 @@ class ProgressReporter:
     def _write(self) -> bool:
         """The last report (or the heartbeat alone) into the row, under the lock;
         False when the run is no longer active."""
+        # The next heartbeat is due `beat` after this one's time, not after its
+        # write returned: on a slow link (each round trip hundreds of ms) the
+        # row's heartbeat would otherwise age by beat + the write's duration.
+        started = time.monotonic()
         values: dict[str, Any] = {"heartbeat_at": utcnow()}
         if self.last is not None:
             current, total, message = self.last
@@ -382,7 +386,7 @@ class ProgressReporter:
             statement.values(**values).execution_options(synchronize_session=False)
         )
         db.session.commit()
-        self._written_at = time.monotonic()
+        self._written_at = started
         self._pending = False
         if result.rowcount == 0:
             self._cancelled = True

@@ -15,10 +15,11 @@ line is cut at `MAX_LINE` characters. An exception logged with `ctx.log.exceptio
 adds its type and message, not its traceback: these lines are shown to everyone who
 may read the run.
 
-Each write is fenced by the attempt's claim: it first touches the run row where
-`attempts` is still this attempt's number (which also orders it against a takeover's
-claim), and writes nothing when that matches no row. A taken-over attempt's lines
-are dropped, so the current attempt's numbering is never interleaved with them.
+Each write is fenced by the attempt's claim: its last statement touches the run
+row where `attempts` is still this attempt's number (which also orders it against a
+takeover's claim), and the write is rolled back when that matches no row. A
+taken-over attempt's lines are dropped, so the current attempt's numbering is never
+interleaved with them.
 """
 
 from __future__ import annotations
@@ -44,6 +45,10 @@ log = logging.getLogger(__name__)
 
 MAX_LINE = 1000
 FLUSH_SECONDS = 0.3
+
+
+class _Superseded(Exception):
+    """A later attempt owns the run: roll this attempt's log write back."""
 
 
 class RunLogHandler(logging.Handler):
@@ -114,6 +119,10 @@ class RunLogHandler(logging.Handler):
             try:
                 with self.engine.begin() as connection:
                     self._write(connection, lines)
+            except _Superseded:
+                assert self.claim is not None
+                self.claim.refused("log lines")
+                return
             except Exception as exc:
                 # Keep them for the next flush; the run goes on either way.
                 with self.lock:  # type: ignore[union-attr]
@@ -129,17 +138,6 @@ class RunLogHandler(logging.Handler):
     def _write(
         self, connection: Connection, lines: list[tuple[int, float, str, str]]
     ) -> None:
-        if self.claim is not None:
-            # Row-locks the run for this transaction: a takeover's claim waits for
-            # it, and once the claim is in, this matches nothing.
-            owned = connection.execute(
-                update(Run)
-                .where(self.claim.current())
-                .values(log_dropped=Run.log_dropped)
-            )
-            if owned.rowcount == 0:
-                self.claim.refused("log lines")
-                return
         if self.base is None:
             # A later attempt (a retry, a takeover) goes on after the lines kept.
             self.base = connection.scalar(
@@ -164,7 +162,17 @@ class RunLogHandler(logging.Handler):
             )
         refused = self.refused + len(lines) - len(kept)
         dropped = self.dropped + refused
-        if dropped != self._written_dropped:
+        count = dropped if dropped != self._written_dropped else Run.log_dropped
+        if self.claim is not None:
+            # The fence, last: it row-locks the run only until the commit (a
+            # takeover's claim waits that long), and once a later attempt has
+            # claimed the run it matches nothing and the batch is rolled back.
+            owned = connection.execute(
+                update(Run).where(self.claim.current()).values(log_dropped=count)
+            )
+            if owned.rowcount == 0:
+                raise _Superseded
+        elif dropped != self._written_dropped:
             connection.execute(
                 update(Run).where(Run.id == self.run_id).values(log_dropped=dropped)
             )
