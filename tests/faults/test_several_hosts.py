@@ -83,12 +83,22 @@ def seen(app, run_id: str) -> dict:
         store = get_store()
         view = {
             "run": run.to_dict(),
-            "log": read_lines(run),
+            "log": whole_log(run),
             "rows": store.run_span(run_id),
             "total": store.total(),
         }
         db.session.remove()
     return view
+
+
+def whole_log(run: Run) -> dict:
+    """Every page of the run's log, as a reader following it gets them."""
+    page = read_lines(run)
+    lines, dropped = list(page["lines"]), page["dropped"]
+    while page["lines"]:
+        page = read_lines(run, after=page["next"])
+        lines += page["lines"]
+    return {"lines": lines, "dropped": dropped}
 
 
 def claimed_by(app, run_id: str) -> str | None:
@@ -177,6 +187,45 @@ def test_a_host_cut_off_during_its_data_commit_appends_nothing_healed(
     )
     assert view["rows"][1] == 20_000 and view["total"] == 20_000
     heal_and_check_nothing_moves(app, cut, run_id, view)
+
+
+def test_healed_while_the_other_host_still_runs_it_the_old_attempt_stops(
+    make_app, hosts, tmp_path
+):
+    app = make_app(**REHEARSAL)
+    a, b = both_hosts_running(app, hosts, tmp_path)
+    run_id = start(app.test_client(), rows=30, steps=60, pause=0.2)
+    worker = wait_for(lambda: claimed_by(app, run_id), 30, 0.05, "run claimed")
+    cut, other = (a, b) if worker.startswith("a@") else (b, a)
+    wait_for(lambda: (seen(app, run_id)["run"]["progress"] or {}).get("current"), 30)
+    cut.cut()
+
+    def taken_over() -> bool:
+        sweep(app)
+        run = seen(app, run_id)["run"]
+        return run["attempts"] == 2 and run["state"] == "PROGRESS"
+
+    wait_for(taken_over, TAKEOVER_BOUND_S, 0.5, "the other host running attempt 2")
+    cut.heal()  # while attempt 2 is still running
+    (old,) = cut.workers
+    old.wait_until(
+        lambda: "was taken over by a later attempt" in old.log(), "refused", 60
+    )
+    old.wait_until(lambda: "ignored" in old.log(), "its task stopped", 30)
+    running = seen(app, run_id)["run"]
+    assert running["state"] == "PROGRESS" and running["attempts"] == 2, running
+
+    done, _ = settle(app, [run_id], timeout=TAKEOVER_BOUND_S)
+    view = seen(app, run_id)
+    assert view["run"]["state"] == "SUCCESS" and view["run"]["attempts"] == 2
+    assert view["run"]["result"]["attempt"] == 2 and view["rows"][1] == 30
+    assert done[run_id].worker.startswith(f"{other.name}@")
+    # The log: attempt 1's lines up to the cut, then attempt 2's, all 60 of them.
+    messages = [line["message"] for line in view["log"]["lines"]]
+    second = messages.index("attempt 2 step 1")
+    assert all(m.startswith("attempt 1 ") for m in messages[:second])
+    assert messages[second:] == [f"attempt 2 step {i}" for i in range(1, 61)]
+    assert old.alive() and "Unrecoverable" not in old.log()
 
 
 def test_a_cut_inside_a_transaction_does_not_hang_the_claim_or_the_reaper(
