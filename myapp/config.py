@@ -204,6 +204,24 @@ SETTINGS: tuple[Setting, ...] = (
         minimum=1,
     ),
     Setting(
+        "DB_LOCK_TIMEOUT_MS",
+        int,
+        5000,
+        "PostgreSQL: a worker's claim and the reaper give up on a locked run row "
+        "after this long (asked again later) instead of waiting behind a session "
+        "the server has not dropped yet.",
+        minimum=1,
+    ),
+    Setting(
+        "DB_IDLE_TRANSACTION_SECONDS",
+        int,
+        60,
+        "PostgreSQL: the server ends a session idle inside a transaction this long "
+        "(a host cut off mid-transaction), releasing its row locks. Above any "
+        "transaction we hold open on purpose.",
+        minimum=1,
+    ),
+    Setting(
         "DISPATCH_GRACE_SECONDS",
         int,
         10,
@@ -411,12 +429,29 @@ def allowed_hosts(value: str | list[str] | tuple[str, ...] | None) -> list[str]:
     return [name.strip() for name in names if name.strip()]
 
 
-def engine_options(uri: str) -> dict[str, Any]:
-    """Engine settings per backend: SQLite needs patience with concurrent writers."""
+def engine_options(uri: str, idle_transaction_seconds: int = 60) -> dict[str, Any]:
+    """Engine settings per backend: SQLite needs patience with concurrent writers;
+    PostgreSQL must not keep a silent peer's session (and its locks) for hours."""
     if uri.startswith("sqlite"):
         # Web and worker write the same file; wait for the lock instead of failing.
         return {"connect_args": {"timeout": 30}}
-    return {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 5}
+    options: dict[str, Any] = {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 5}
+    if uri.startswith("postgresql"):
+        options["connect_args"] = {
+            # The server ends a session left inside a transaction (its host cut
+            # off mid-transaction), so the run rows it locked can be taken over.
+            "options": "-c idle_in_transaction_session_timeout="
+            f"{idle_transaction_seconds * 1000}",
+            # A peer that vanished is noticed in about a minute, by both sides,
+            # not after the kernel's two-hour keepalive default (idle sockets) or
+            # fifteen minutes of retransmissions (a write in flight).
+            "keepalives": 1,
+            "keepalives_idle": 30,
+            "keepalives_interval": 10,
+            "keepalives_count": 3,
+            "tcp_user_timeout": 60_000,
+        }
+    return options
 
 
 def finalize(config: dict[str, Any]) -> None:
@@ -464,7 +499,9 @@ def finalize(config: dict[str, Any]) -> None:
         # Production is served over HTTPS; `make run` is plain http on localhost.
         config["SESSION_COOKIE_SECURE"] = config["APP_ENV"] != "development"
     config["SQLALCHEMY_DATABASE_URI"] = database_url(config["SQLALCHEMY_DATABASE_URI"])
-    options = engine_options(config["SQLALCHEMY_DATABASE_URI"])
+    options = engine_options(
+        config["SQLALCHEMY_DATABASE_URI"], config["DB_IDLE_TRANSACTION_SECONDS"]
+    )
     config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})
     config["SQLALCHEMY_ENGINE_OPTIONS"] = {
         **options,

@@ -4,6 +4,10 @@ the same text."""
 
 from __future__ import annotations
 
+from celery.exceptions import Ignore
+
+from myapp.tasks.definition import RunCancelled
+
 
 class StartRefused(Exception):
     """A start was refused by a limit; `str(exc)` is the user's message."""
@@ -68,3 +72,20 @@ class RunBusy(Exception):
 
 class RunFailed(Exception):
     """A task's run ended FAILURE for a reason the task states (not a bug)."""
+
+
+class RunSuperseded(RunCancelled, Ignore):
+    """This attempt at a run was taken over by a later one (its lease lapsed, e.g.
+    its host was cut off): stop working and write nothing more. The run is not
+    failed or revoked: the later attempt owns it. As a Celery `Ignore`, the worker
+    records no state for the message (the result is the current attempt's)."""
+
+    def __init__(self, run_id: str, attempt: int):
+        # Its args are its parameters: it is pickled from the pool process to the
+        # worker's main process, which builds it again from them.
+        super().__init__(run_id, attempt)
+        self.run_id = run_id
+        self.attempt = attempt
+
+    def __str__(self) -> str:
+        return f"run {self.run_id}: attempt {self.attempt} was taken over"

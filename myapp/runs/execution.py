@@ -8,6 +8,13 @@ have no row yet: the worker adopts them here, with the source their message name
 A schedule's fire also names its schedule and fire time; the database refuses a
 second run of one fire (two beats, a message sent twice), and that message is
 dropped without running.
+
+The claim answers the attempt number it set (`Claim`). A worker cut off for longer
+than the lease keeps running while another takes the run over; when it comes back,
+every write it makes (progress, heartbeat, log lines, finish or failure, its rows
+in the data set) is conditional on that number still being the run's, so it is
+refused, and the old attempt stops at its next progress report (RunSuperseded)
+without touching the run.
 """
 
 from __future__ import annotations
@@ -23,22 +30,27 @@ from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 from flask import current_app
-from sqlalchemy import and_, func, or_, update
+from sqlalchemy import Row, and_, func, or_, update
 from sqlalchemy.exc import IntegrityError
 
-from myapp.extensions import db
+from myapp.extensions import db, get_store
 from myapp.models import SOURCES, Run, Schedule, utcnow
-from myapp.runs.errors import RunBusy, RunFailed
+from myapp.runs.errors import RunBusy, RunFailed, RunSuperseded
 from myapp.runs.logs import run_log
 from myapp.runs.results import ResultNotSerializable, jsonable
 from myapp.runs.transitions import (
-    apply_logged,
+    Claim,
+    apply_returning,
+    bound_lock_wait,
     fail_run,
     finish_run,
+    is_lock_timeout,
     is_transient,
     log_run,
+    mark_retry,
 )
 from myapp.runs.waiting import notify
+from myapp.store import AttemptSuperseded
 from myapp.tasks import (
     ProgressHook,
     RunCancelled,
@@ -93,12 +105,14 @@ def execute_run(
     result without running again (duplicate delivery). Raises RunBusy when another
     delivery of the same run is alive, RunFailed for invalid parameters, a cancel
     or (with `adopt=False`) a run that was never admitted, and re-raises the task's
-    own exception after recording FAILURE.
+    own exception after recording FAILURE. Raises RunSuperseded (and writes
+    nothing more) when a later attempt took the run over meanwhile.
     """
     params, problem = _arguments(definition, kwargs, args)
     # The common case is one UPDATE: the row exists and is waiting. Only when the
     # claim misses is the row read (or adopted, for beat and other clients).
-    if not _claim(run_id, worker):
+    claim = _claim(run_id, worker)
+    if claim is None:
         try:
             run = _get_or_adopt(definition, run_id, kwargs, source, adopt, fire)
         except DuplicateFire:
@@ -115,41 +129,77 @@ def execute_run(
             raise RunFailed(f"run {run_id} was never admitted; nothing was run")
         if run.finished:
             return run.result
-        if not _claim(run_id, worker):
+        claim = _claim(run_id, worker)
+        if claim is None:
             db.session.expire_all()
             run = db.session.get(Run, run_id)
             if run is None or run.finished:
                 return None if run is None else run.result
             raise RunBusy(run_id)
     if problem is not None:
-        fail_run(run_id, "ValidationError", problem)
+        fail_run(run_id, "ValidationError", problem, claim)
         raise RunFailed(problem)
     lease = current_app.config["RUN_LEASE_SECONDS"]
-    progress = ProgressReporter(run_id, on_progress, beat=lease / 3)
+    progress = ProgressReporter(run_id, on_progress, beat=lease / 3, claim=claim)
     try:
-        with progress, run_log(run_id) as logger:
-            result = definition.func(RunContext(run_id, progress, logger), **params)
+        with progress, run_log(run_id, claim) as logger:
+            context = RunContext(run_id, progress, logger, attempt=claim.attempt)
+            result = definition.func(context, **params)
         # A result JSON cannot hold must end the run now, not make the final
         # UPDATE raise and leave it STARTED for the reaper to run again.
         result = jsonable(result)
+    except RunSuperseded:
+        db.session.rollback()
+        raise
+    except AttemptSuperseded:
+        db.session.rollback()
+        claim.refused("data commit")
+        raise RunSuperseded(run_id, claim.attempt) from None
     except RunCancelled:
         db.session.rollback()
+        claim.check("cancel")
         raise RunFailed("the run was cancelled") from None
     except SoftTimeLimitExceeded:
         db.session.rollback()
-        fail_run(run_id, "TimeLimitExceeded", _over_time(definition))
+        _fail(claim, "TimeLimitExceeded", _over_time(definition))
         raise
     except ResultNotSerializable as exc:
         db.session.rollback()
-        fail_run(run_id, "ResultNotSerializable", str(exc))
+        _fail(claim, "ResultNotSerializable", str(exc))
         raise RunFailed(str(exc)) from None
     except Exception as exc:
         db.session.rollback()
         if not is_transient(exc):
-            fail_run(run_id, type(exc).__name__, str(exc) or repr(exc))
+            _fail(claim, type(exc).__name__, str(exc) or repr(exc))
+        else:
+            _retry_or_stop(claim, exc)
         raise
-    finish_run(run_id, result, progress.last)
+    if not finish_run(run_id, result, progress.last, claim):
+        # Refused: taken over (raises), or it ended meanwhile (a cancel that came
+        # too late to stop the task keeps the run REVOKED).
+        claim.check("finish")
     return result
+
+
+def _fail(claim: Claim, error_type: str, message: str) -> None:
+    """FAILURE, by this attempt only; a taken-over attempt raises RunSuperseded
+    (its error is not the run's: the later attempt decides the outcome)."""
+    if not fail_run(claim.run_id, error_type, message, claim):
+        claim.check("failure")
+
+
+def _retry_or_stop(claim: Claim, exc: Exception) -> None:
+    """A transient error (Redis away, e.g. on a host cut off): mark the run RETRY
+    for Celery's retry, by this attempt only. A taken-over attempt raises
+    RunSuperseded instead, so its worker leaves the later attempt's run alone."""
+    try:
+        marked = mark_retry(claim.run_id, f"retrying: {exc}", claim)
+    except Exception as db_error:  # the database away too: Celery retries anyway
+        log.warning("run %s: not marked RETRY: %s", claim.run_id, db_error)
+        db.session.rollback()
+        return
+    if not marked:
+        claim.check("retry")
 
 
 def _over_time(definition: TaskDefinition) -> str:
@@ -221,16 +271,54 @@ def _get_or_adopt(
     return run
 
 
-def _claim(run_id: str, worker: str | None) -> bool:
-    """PENDING/RETRY -> STARTED, or take over a STARTED run whose lease expired.
+def _claim(run_id: str, worker: str | None) -> Claim | None:
+    """PENDING/RETRY -> STARTED, or take over a STARTED run whose lease expired;
+    the attempt it set, or None when the run is not there to claim.
 
     A takeover is refused once the run has been claimed MAX_ATTEMPTS times (a run
-    that kills its worker every time is not run forever); the reaper ends it.
+    that kills its worker every time is not run forever); the reaper ends it. A
+    row locked by a session the database has not yet dropped (a host cut off
+    mid-transaction) is not waited for: RunBusy, and Celery asks again later.
     """
     now = utcnow()
     stale = now - timedelta(seconds=current_app.config["RUN_LEASE_SECONDS"])
     max_attempts = current_app.config["MAX_ATTEMPTS"]
-    return apply_logged(
+    try:
+        bound_lock_wait()
+        claimed = _claim_update(run_id, worker, now, stale, max_attempts)
+    except Exception as exc:
+        if not is_lock_timeout(exc):
+            raise
+        db.session.rollback()
+        log.warning("run %s: claim gave up on a locked row", run_id)
+        raise RunBusy(run_id) from None
+    if claimed is None:
+        return None
+    claim = Claim(run_id, claimed.attempts)
+    _fence_data(claim)
+    return claim
+
+
+def _fence_data(claim: Claim) -> None:
+    """Tell the data set which attempt now owns the run, so an older attempt's
+    commit is refused inside Redis even before this one reaches its own. Best
+    effort: with Redis away the commit itself raises the fence (it passes the
+    attempt too)."""
+    try:
+        get_store().fence_run(claim.run_id, claim.attempt)
+    except Exception as exc:
+        log.warning(
+            "run %s: attempt %d not fenced in Redis yet: %s",
+            claim.run_id,
+            claim.attempt,
+            exc,
+        )
+
+
+def _claim_update(
+    run_id: str, worker: str | None, now: datetime, stale: datetime, max_attempts: int
+) -> Row | None:
+    return apply_returning(
         update(Run)
         .where(Run.id == run_id)
         .where(
@@ -267,7 +355,9 @@ class ProgressReporter:
     worker still goes quiet.
 
     Each write finds out about a cancel: once the row is no longer active, the
-    task is stopped with RunCancelled (at its next report).
+    task is stopped with RunCancelled (at its next report). With a `claim`, each
+    write is also fenced: once a later attempt owns the run, the task is stopped
+    with RunSuperseded and nothing more is written.
     """
 
     def __init__(
@@ -276,8 +366,10 @@ class ProgressReporter:
         hook: ProgressHook | None = None,
         interval: float = 0.2,
         beat: float = 10.0,
+        claim: Claim | None = None,
     ):
         self.run_id = run_id
+        self.claim = claim
         self.hook = hook
         self.interval = interval
         self.beat = beat
@@ -304,6 +396,8 @@ class ProgressReporter:
         self._thread.join(timeout=10)
 
     def __call__(self, current: int, total: int, message: str) -> None:
+        if self.claim is not None and self.claim.superseded:
+            raise RunSuperseded(self.run_id, self.claim.attempt)
         if self._cancelled:
             raise RunCancelled(self.run_id)
         self.last = (current, total, message)
@@ -315,11 +409,17 @@ class ProgressReporter:
                 return
             active = self._write()
         if not active:
+            if self.claim is not None:
+                self.claim.check("progress")
             raise RunCancelled(self.run_id)
 
     def _write(self) -> bool:
         """The last report (or the heartbeat alone) into the row, under the lock;
         False when the run is no longer active."""
+        # The next heartbeat is due `beat` after this one's time, not after its
+        # write returned: on a slow link (each round trip hundreds of ms) the
+        # row's heartbeat would otherwise age by beat + the write's duration.
+        started = time.monotonic()
         values: dict[str, Any] = {"heartbeat_at": utcnow()}
         if self.last is not None:
             current, total, message = self.last
@@ -329,14 +429,16 @@ class ProgressReporter:
                 progress_total=total,
                 progress_message=message[:200],
             )
+        statement = update(Run).where(
+            Run.id == self.run_id, Run.state.in_(("STARTED", "PROGRESS"))
+        )
+        if self.claim is not None:
+            statement = statement.where(self.claim.current())
         result = db.session.execute(
-            update(Run)
-            .where(Run.id == self.run_id, Run.state.in_(("STARTED", "PROGRESS")))
-            .values(**values)
-            .execution_options(synchronize_session=False)
+            statement.values(**values).execution_options(synchronize_session=False)
         )
         db.session.commit()
-        self._written_at = time.monotonic()
+        self._written_at = started
         self._pending = False
         if result.rowcount == 0:
             self._cancelled = True
@@ -348,14 +450,23 @@ class ProgressReporter:
         while not self._stop.wait(self.interval):
             with self._lock:
                 quiet = time.monotonic() - self._written_at
-                if self._cancelled or not (
-                    (self._pending and quiet >= self.interval) or quiet >= self.beat
+                superseded = self.claim is not None and self.claim.superseded
+                if (
+                    self._cancelled
+                    or superseded
+                    or not (
+                        (self._pending and quiet >= self.interval) or quiet >= self.beat
+                    )
                 ):
                     continue
                 # Its own app context: its own session and connection.
                 with self._app.app_context():
                     try:
-                        self._write()
+                        claim = self.claim
+                        # Refused and taken over: the task's thread raises
+                        # RunSuperseded at its next report.
+                        if not self._write() and claim and claim.taken_over():
+                            claim.refused("heartbeat")
                     except Exception as exc:  # the database away: try again later
                         db.session.rollback()
                         self._written_at = time.monotonic()

@@ -14,6 +14,12 @@ log never sees a line disappear); the rest are counted in `runs.log_dropped`. A
 line is cut at `MAX_LINE` characters. An exception logged with `ctx.log.exception`
 adds its type and message, not its traceback: these lines are shown to everyone who
 may read the run.
+
+Each write is fenced by the attempt's claim: its last statement touches the run
+row where `attempts` is still this attempt's number (which also orders it against a
+takeover's claim), and the write is rolled back when that matches no row. A
+taken-over attempt's lines are dropped, so the current attempt's numbering is never
+interleaved with them.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from sqlalchemy import Connection, Engine, func, insert, select, update
 
 from myapp.extensions import db
 from myapp.models import Run, RunLogBatch
+from myapp.runs.transitions import Claim
 
 log = logging.getLogger(__name__)
 
@@ -40,13 +47,24 @@ MAX_LINE = 1000
 FLUSH_SECONDS = 0.3
 
 
+class _Superseded(Exception):
+    """A later attempt owns the run: roll this attempt's log write back."""
+
+
 class RunLogHandler(logging.Handler):
     """Buffers one run's lines; `flush` writes them (from the flusher thread, and
     once more at the end of the run)."""
 
-    def __init__(self, run_id: str, engine: Engine, max_lines: int):
+    def __init__(
+        self,
+        run_id: str,
+        engine: Engine,
+        max_lines: int,
+        claim: Claim | None = None,
+    ):
         super().__init__(logging.DEBUG)
         self.run_id = run_id
+        self.claim = claim
         self.engine = engine
         self.max_lines = max_lines
         self.seq = 0  # lines of this attempt so far
@@ -96,9 +114,15 @@ class RunLogHandler(logging.Handler):
                 lines, self._pending = self._pending, []
             if not lines and self.dropped + self.refused == self._written_dropped:
                 return
+            if self.claim is not None and self.claim.superseded:
+                return  # a later attempt owns the run: its log is not ours
             try:
                 with self.engine.begin() as connection:
                     self._write(connection, lines)
+            except _Superseded:
+                assert self.claim is not None
+                self.claim.refused("log lines")
+                return
             except Exception as exc:
                 # Keep them for the next flush; the run goes on either way.
                 with self.lock:  # type: ignore[union-attr]
@@ -138,7 +162,17 @@ class RunLogHandler(logging.Handler):
             )
         refused = self.refused + len(lines) - len(kept)
         dropped = self.dropped + refused
-        if dropped != self._written_dropped:
+        count = dropped if dropped != self._written_dropped else Run.log_dropped
+        if self.claim is not None:
+            # The fence, last: it row-locks the run only until the commit (a
+            # takeover's claim waits that long), and once a later attempt has
+            # claimed the run it matches nothing and the batch is rolled back.
+            owned = connection.execute(
+                update(Run).where(self.claim.current()).values(log_dropped=count)
+            )
+            if owned.rowcount == 0:
+                raise _Superseded
+        elif dropped != self._written_dropped:
             connection.execute(
                 update(Run).where(Run.id == self.run_id).values(log_dropped=dropped)
             )
@@ -207,9 +241,12 @@ def _process_flusher() -> _Flusher:
 
 
 @contextmanager
-def run_log(run_id: str) -> Iterator[logging.Logger]:
-    """`ctx.log` for one attempt at a run; its lines are all written on exit."""
-    handler = RunLogHandler(run_id, db.engine, current_app.config["RUN_LOG_MAX_LINES"])
+def run_log(run_id: str, claim: Claim | None = None) -> Iterator[logging.Logger]:
+    """`ctx.log` for one attempt at a run; its lines are all written on exit, while
+    `claim` (when given) still owns the run."""
+    handler = RunLogHandler(
+        run_id, db.engine, current_app.config["RUN_LOG_MAX_LINES"], claim
+    )
     logger = RunLogger(handler)
     flusher = _process_flusher()
     flusher.handlers.add(handler)

@@ -21,6 +21,13 @@ Celery on Redis loses track of a run in three ways the run row can see:
 
 Sending a message again is always safe: the claim is a conditional UPDATE, so at
 most one delivery runs at a time, and the data append is idempotent per run id.
+An attempt taken over this way that comes back (its host was cut off, not dead)
+is fenced by its attempt number (`transitions.Claim`): it changes nothing.
+
+On PostgreSQL no update here waits longer than DB_LOCK_TIMEOUT_MS for a run row: a
+row locked by a session on a host cut off mid-transaction is left for a later pass
+(the server drops that session after DB_IDLE_TRANSACTION_SECONDS), and the pass
+goes on with the other runs.
 PENDING runs never dispatched are the outbox's (`dispatch.dispatch_pending`).
 """
 
@@ -38,7 +45,7 @@ from sqlalchemy import Update, or_, select, update
 from myapp.extensions import db, get_redis
 from myapp.models import Run, utcnow
 from myapp.runs.dispatch import dispatch
-from myapp.runs.transitions import fail_run
+from myapp.runs.transitions import bound_lock_wait, fail_run, is_lock_timeout
 from myapp.tasks import task_registry
 
 log = logging.getLogger(__name__)
@@ -153,7 +160,11 @@ def reap_runs(now: datetime | None = None) -> ReapReport:
 
 def _fail(run: Run, error_type: str, message: str) -> bool:
     # fail_run only moves an active run: a run that just finished keeps its result.
-    return fail_run(run.id, error_type, message)
+    try:
+        bound_lock_wait()
+        return fail_run(run.id, error_type, message)
+    except Exception as exc:
+        return _locked(exc)
 
 
 def _requeue(run: Run, now: datetime, lease: timedelta) -> bool:
@@ -194,9 +205,25 @@ def _resend(run: Run, now: datetime) -> bool:
 def _mark(statement: Update) -> bool:
     """Apply a conditional UPDATE of one run; False when another process changed the
     run since this pass read it (then it is not sent)."""
-    result = db.session.execute(statement.execution_options(synchronize_session=False))
-    db.session.commit()
+    try:
+        bound_lock_wait()
+        result = db.session.execute(
+            statement.execution_options(synchronize_session=False)
+        )
+        db.session.commit()
+    except Exception as exc:
+        return _locked(exc)
     return result.rowcount == 1
+
+
+def _locked(exc: Exception) -> bool:
+    """A run row another session holds: left for a later pass (re-raises anything
+    else)."""
+    if not is_lock_timeout(exc):
+        raise exc
+    db.session.rollback()
+    log.warning("reaper: a run row is locked by another session, left for later")
+    return False
 
 
 def _send(run: Run) -> bool:

@@ -8,17 +8,19 @@ one log line per transition is written from what the UPDATE returned.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import redis
 from flask import current_app
-from sqlalchemy import Update, update
+from sqlalchemy import ColumnElement, Row, Update, select, text, update
+from sqlalchemy.exc import OperationalError
 
 from myapp import metrics
 from myapp.extensions import db, get_store
 from myapp.models import ACTIVE_STATES, Run, utcnow
-from myapp.runs.errors import RunFinished
+from myapp.runs.errors import RunFinished, RunSuperseded
 from myapp.runs.permissions import Requester, check_cancel
 from myapp.runs.waiting import notify
 
@@ -37,8 +39,77 @@ LOGGED = (
 )
 
 
-def finish_run(run_id: str, result: Any, progress: tuple[int, int, str] | None) -> bool:
-    """Active -> SUCCESS with its result (and the last progress report)."""
+@dataclass
+class Claim:
+    """One attempt's hold on a run: the attempt number its claim set.
+
+    A worker cut off from the database for longer than the lease is still running
+    when another worker takes the run over (attempt n+1). Every write the first one
+    makes afterwards (progress, heartbeat, log lines, its finish, its rows) is
+    conditional on `runs.attempts` still being its own number, so it is refused and
+    the run's history is only ever written by its current attempt.
+    """
+
+    run_id: str
+    attempt: int
+    superseded: bool = False
+
+    def current(self) -> ColumnElement[bool]:
+        """The WHERE clause that fences a write of this attempt."""
+        return (Run.id == self.run_id) & (Run.attempts == self.attempt)
+
+    def check(self, what: str) -> None:
+        """After a refused write: raise RunSuperseded if a later attempt owns the
+        run (else the refusal had another reason, e.g. a cancel)."""
+        if self.superseded or self.taken_over():
+            self.refused(what)
+            raise RunSuperseded(self.run_id, self.attempt)
+
+    def taken_over(self) -> bool:
+        db.session.rollback()
+        attempts = db.session.scalar(select(Run.attempts).where(Run.id == self.run_id))
+        db.session.commit()
+        return attempts != self.attempt
+
+    def refused(self, what: str) -> None:
+        """Note a refused write; the first one is logged (not every heartbeat)."""
+        if not self.superseded:
+            self.superseded = True
+            log.warning(
+                "run %s: attempt %d was taken over by a later attempt; its %s and "
+                "every later write of it are refused",
+                self.run_id,
+                self.attempt,
+                what,
+            )
+
+
+def bound_lock_wait() -> None:
+    """On PostgreSQL, make this transaction's statements give up on a row lock
+    after DB_LOCK_TIMEOUT_MS instead of waiting: a session on a host that was cut
+    off mid-transaction keeps its locks until the server drops it, and a claim or
+    a reaper pass must not hang behind it meanwhile."""
+    if db.engine.dialect.name == "postgresql":
+        ms = int(current_app.config["DB_LOCK_TIMEOUT_MS"])
+        db.session.execute(text(f"SET LOCAL lock_timeout = {ms}"))
+
+
+def is_lock_timeout(exc: BaseException) -> bool:
+    """A statement that gave up on a lock (`bound_lock_wait`)."""
+    return (
+        isinstance(exc, OperationalError)
+        and getattr(exc.orig, "sqlstate", None) == "55P03"
+    )
+
+
+def finish_run(
+    run_id: str,
+    result: Any,
+    progress: tuple[int, int, str] | None,
+    claim: Claim | None = None,
+) -> bool:
+    """Active -> SUCCESS with its result (and the last progress report); with
+    `claim`, only while that attempt still owns the run."""
     values: dict[str, Any] = {"state": "SUCCESS", "result": result}
     if progress is not None:
         values.update(
@@ -46,11 +117,14 @@ def finish_run(run_id: str, result: Any, progress: tuple[int, int, str] | None) 
             progress_total=progress[1],
             progress_message=progress[2][:200],
         )
-    return end_run(run_id, values)
+    return end_run(run_id, values, claim)
 
 
-def fail_run(run_id: str, error_type: str, message: str) -> bool:
-    """Active -> FAILURE with `{type, message}`; a finished run keeps its outcome."""
+def fail_run(
+    run_id: str, error_type: str, message: str, claim: Claim | None = None
+) -> bool:
+    """Active -> FAILURE with `{type, message}`; a finished run keeps its outcome.
+    With `claim`, only while that attempt still owns the run."""
     return end_run(
         run_id,
         {
@@ -58,34 +132,45 @@ def fail_run(run_id: str, error_type: str, message: str) -> bool:
             "error_type": error_type[:100],
             "error_message": message[:2000],
         },
+        claim,
     )
 
 
-def mark_retry(run_id: str, reason: str) -> None:
-    """Active -> RETRY: a transient error, Celery sends the message again."""
+def mark_retry(run_id: str, reason: str, claim: Claim | None = None) -> bool:
+    """Active -> RETRY: a transient error, Celery sends the message again. With
+    `claim`, only while that attempt still owns the run."""
     db.session.rollback()
-    db.session.execute(
-        update(Run)
-        .where(Run.id == run_id, Run.state.in_(ACTIVE_STATES))
-        .values(state="RETRY", progress_message=reason[:200], heartbeat_at=utcnow())
-        .execution_options(synchronize_session=False)
+    statement = update(Run).where(Run.id == run_id, Run.state.in_(ACTIVE_STATES))
+    if claim is not None:
+        statement = statement.where(claim.current())
+    result = db.session.execute(
+        statement.values(
+            state="RETRY", progress_message=reason[:200], heartbeat_at=utcnow()
+        ).execution_options(synchronize_session=False)
     )
     db.session.commit()
+    return result.rowcount == 1
 
 
-def end_run(run_id: str, values: dict[str, Any]) -> bool:
-    """Move an active run to a final state; False if it had already ended."""
+def end_run(run_id: str, values: dict[str, Any], claim: Claim | None = None) -> bool:
+    """Move an active run to a final state; False if it had already ended (or, with
+    `claim`, if a later attempt owns it)."""
     now = utcnow()
-    return apply_logged(
-        update(Run)
-        .where(Run.id == run_id, Run.state.in_(ACTIVE_STATES))
-        .values(finished_at=now, heartbeat_at=now, **values)
-    )
+    statement = update(Run).where(Run.id == run_id, Run.state.in_(ACTIVE_STATES))
+    if claim is not None:
+        statement = statement.where(claim.current())
+    return apply_logged(statement.values(finished_at=now, heartbeat_at=now, **values))
 
 
 def apply_logged(statement: Update) -> bool:
     """Run one conditional UPDATE of one run and commit; when it matched, write the
     transition's log line from the columns it returned (no second query)."""
+    return apply_returning(statement) is not None
+
+
+def apply_returning(statement: Update) -> Row | None:
+    """`apply_logged`, answering the columns the UPDATE returned (LOGGED), or None
+    when it matched no row."""
     changed = (
         db.session.execute(
             statement.returning(*LOGGED).execution_options(synchronize_session=False)
@@ -94,7 +179,7 @@ def apply_logged(statement: Update) -> bool:
     db.session.commit()
     if changed is not None:
         log_transition(*changed)
-    return changed is not None
+    return changed
 
 
 def cancel_run(run: Run, requester: Requester) -> Run:

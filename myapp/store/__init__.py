@@ -49,6 +49,9 @@ Cluster; `seg:<n>` names a run's segment by its number, assigned at publish:
 - `stage:<run_id>`       token of the attempt staging this run (expires)
 - `stage:<run_id>:<tok>` that attempt's staged segment (expires)
 - `cancelled:<run_id>`   a cancelled run: its commit is refused (expires after a day)
+- `fence:<run_id>`       the run's latest attempt (claimed, or staging): an older
+                         attempt's staging and publish are refused (expires after a
+                         day). Staging tokens are "<attempt>-<random>".
 
 What it costs, in Redis: one sorted-set entry per row (~100 bytes with its share of
 the hash table) plus its 38-byte segment record: 140 to 160 bytes a row, and a few
@@ -83,7 +86,15 @@ _MEMBER = struct.Struct(">dII")
 # A record of a segment's section B: (value, row).
 _ENTRY = segment.BY_VALUE_IN_CATEGORY
 
-__all__ = ["CATEGORIES", "SORT_FIELDS", "Category", "CommitResult", "DataStore", "Page"]
+__all__ = [
+    "CATEGORIES",
+    "SORT_FIELDS",
+    "AttemptSuperseded",
+    "Category",
+    "CommitResult",
+    "DataStore",
+    "Page",
+]
 
 SORT_FIELDS = ("created_at", "value")
 
@@ -115,6 +126,21 @@ class StagingLost(RuntimeError):
     """A run's staged rows expired or were replaced by another attempt."""
 
 
+class AttemptSuperseded(RuntimeError):
+    """A later attempt at the run owns its commit: this one appends nothing."""
+
+    def __init__(self, run_id: str, attempt: int | None):
+        super().__init__(run_id, attempt)  # picklable: args are its parameters
+        self.run_id = run_id
+        self.attempt = attempt
+
+    def __str__(self) -> str:
+        return (
+            f"attempt {self.attempt} of run {self.run_id} was taken over; its rows "
+            "are refused"
+        )
+
+
 # Called between staging chunks with (rows staged, rows): a progress report, and
 # the place where a cancel stops a long commit (by raising).
 StageHook = Callable[[int, int], None]
@@ -142,6 +168,7 @@ class DataStore:
                 "DEINDEX_STEP",
                 "DROP",
                 "CANCEL",
+                "FENCE",
                 "SPAN",
                 "PAGE",
                 "SUMMARY",
@@ -189,17 +216,27 @@ class DataStore:
         on_staged: StageHook | None = None,
         *,
         index: bool = True,
+        attempt: int | None = None,
     ) -> CommitResult:
         """Append a run's rows: all visible at once, once per run id, never for a
         cancelled run (`cancelled`). A second call for a committed run changes
         nothing and returns its span. `on_staged` may raise to abandon the commit;
         what was staged is deleted. `index=False` leaves the value indexes to
-        `index_pending`: pages are exact either way, value pages slower meanwhile."""
+        `index_pending`: pages are exact either way, value pages slower meanwhile.
+        `attempt` (the worker's claim) fences it: raises AttemptSuperseded, having
+        appended nothing, once a later attempt has claimed or staged the run."""
         packed = pack(rows)
         token = secrets.token_hex(8)
-        if packed.rows and self._call(
-            "STAGE_BEGIN", run_id, token, STAGE_TTL_SECONDS, len(packed.data)
-        ):
+        if attempt is not None:
+            token = f"{attempt}-{token}"
+        begun = 0
+        if packed.rows:
+            begun = self._call(
+                "STAGE_BEGIN", run_id, token, STAGE_TTL_SECONDS, len(packed.data)
+            )
+        if begun == -3:
+            raise AttemptSuperseded(run_id, attempt)
+        if begun == 1:
             self._stage(run_id, token, packed.data, packed.rows, on_staged)
         status, first, count, number = self._call(
             "PUBLISH",
@@ -210,6 +247,8 @@ class DataStore:
             *packed.counts,
             *(repr(s) for s in packed.sums),
         )
+        if status == -3:
+            raise AttemptSuperseded(run_id, attempt)
         if status == -2:
             raise StagingLost(
                 f"the staged rows of run {run_id} expired or were replaced before "
@@ -236,6 +275,8 @@ class DataStore:
                 written = self._call("STAGE_WRITE", run_id, token, start, chunk)
                 if written == -1:
                     return  # cancelled: PUBLISH refuses and deletes the staging
+                if written == -3:
+                    return  # taken over: PUBLISH refuses too, and says so
                 if written == 0:
                     raise StagingLost(
                         f"the staged rows of run {run_id} expired or were replaced"
@@ -300,6 +341,11 @@ class DataStore:
         if state is None or not state.startswith(b"+"):
             return None
         return [int(j) for j in state.split()[1:]]
+
+    def fence_run(self, run_id: str, attempt: int) -> bool:
+        """Record that `attempt` claimed the run: the commits of older attempts are
+        refused from now on. False when a later attempt had already been recorded."""
+        return bool(self._call("FENCE", run_id, attempt))
 
     def cancel_run(self, run_id: str) -> bool:
         """Refuse any later commit of this run; False if it has committed already.

@@ -13,6 +13,10 @@ from __future__ import annotations
 
 from myapp.store.segment import CATEGORIES
 
+# How long the data set remembers a run's latest attempt (`fence:<run_id>`): far
+# longer than any host stays cut off and still comes back with its run.
+FENCE_TTL_SECONDS = 86_400
+
 _PRELUDE = """
 local P = ARGV[1]
 local CATS = {%(categories)s}
@@ -75,11 +79,30 @@ end
 -- by their bytes, i.e. by (segment, row), which is id order; and a page read from an
 -- index needs no scores (Redis would format each one as text).
 local function member(v, seg, row) return struct.pack('>dII', v, seg, row) end
+
+-- A staging token names its attempt at the run: "<attempt>-<random>" (a bare
+-- random token is not fenced). `fence:<run_id>` holds the latest attempt any worker
+-- claimed. True when the token's attempt is older (it was taken over: refuse its
+-- writes); otherwise the fence is raised to it.
+local function superseded(run_id, token)
+  local attempt = tonumber(string.match(token, '^(%%d+)%%-'))
+  if not attempt then return false end
+  local fence = key('fence', run_id)
+  local current = tonumber(redis.call('GET', fence) or '0')
+  if attempt < current then return true end
+  if attempt > current then
+    redis.call('SET', fence, attempt, 'EX', %(fence_ttl)d)
+  end
+  return false
+end
 """
 
 
 def _script(body: str) -> str:
-    prelude = _PRELUDE % {"categories": ", ".join(f"'{c}'" for c in CATEGORIES)}
+    prelude = _PRELUDE % {
+        "categories": ", ".join(f"'{c}'" for c in CATEGORIES),
+        "fence_ttl": FENCE_TTL_SECONDS,
+    }
     return prelude + body
 
 
@@ -87,9 +110,10 @@ def _script(body: str) -> str:
 # (a killed worker's) is deleted. SETRANGE on a new key allocates exactly `length`
 # bytes, so the chunks land in place (APPEND would grow the string greedily, up to
 # twice its size, and the slack would stay with the segment). 1 staged, 0 already
-# committed, -1 cancelled.
+# committed, -1 cancelled, -3 a later attempt owns the run (its staging is kept).
 STAGE_BEGIN = _script("""
 local run_id, token, ttl, length = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
+if superseded(run_id, token) then return -3 end
 if redis.call('HEXISTS', key('runs'), run_id) == 1 then return 0 end
 if redis.call('EXISTS', key('cancelled', run_id)) == 1 then return -1 end
 local pointer = key('stage', run_id)
@@ -105,9 +129,11 @@ return 1
 """)
 
 # Write the next chunk of the staged segment at ARGV[4]. 1 written; 0 the staging is
-# gone (expired, or superseded by another attempt); -1 the run was cancelled.
+# gone (expired, or superseded by another attempt); -1 the run was cancelled; -3 a
+# later attempt owns the run.
 STAGE_WRITE = _script("""
 local run_id, token, offset = ARGV[2], ARGV[3], tonumber(ARGV[4])
+if superseded(run_id, token) then return -3 end
 if redis.call('EXISTS', key('cancelled', run_id)) == 1 then return -1 end
 local pointer, staged = key('stage', run_id), key('stage', run_id, token)
 local st = redis.call('HMGET', pointer, 'token', 'written')
@@ -130,7 +156,9 @@ return 1
 
 # Make a staged run visible, all at once: O(1) in its size (RENAME, a few hash
 # and sorted-set writes). Returns {status, first id, rows, segment}: status 1
-# appended, 0 already committed (its span), -1 cancelled, -2 the staging is gone.
+# appended, 0 already committed (its span), -1 cancelled, -2 the staging is gone,
+# -3 a later attempt owns the run (checked first: a taken-over attempt that reaches
+# its commit appends nothing, whether or not the later one has committed).
 PUBLISH = _script("""
 if redis.replicate_commands then redis.replicate_commands() end
 local run_id, token = ARGV[2], ARGV[3]
@@ -147,6 +175,10 @@ local function unstage()
   redis.call('DEL', staged)
 end
 
+if superseded(run_id, token) then
+  unstage()
+  return {-3, 0, 0, 0}
+end
 local seen = redis.call('HGET', key('runs'), run_id)
 if seen then
   unstage()
@@ -309,6 +341,12 @@ return 1
 # Refuse every later commit of a run, unless it has committed already: the flag
 # and the commit are ordered by Redis, so exactly one of them wins. 1 flagged,
 # 0 already committed.
+# Record that attempt ARGV[3] claimed run ARGV[2] (the worker, right after its
+# claim): 1, or 0 when a later attempt already had.
+FENCE = _script("""
+return superseded(ARGV[2], ARGV[3] .. '-') and 0 or 1
+""")
+
 CANCEL = _script("""
 if redis.call('HEXISTS', key('runs'), ARGV[2]) == 1 then return 0 end
 redis.call('SET', key('cancelled', ARGV[2]), 1, 'EX', ARGV[3])

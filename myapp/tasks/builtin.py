@@ -65,6 +65,7 @@ def generate_data(
         on_staged=lambda staged, total: ctx.progress(
             rows, rows, f"saving: {staged} of {total} rows staged"
         ),
+        attempt=ctx.attempt,
     )
     if commit.cancelled:
         ctx.cancelled()

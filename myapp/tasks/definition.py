@@ -73,6 +73,9 @@ class RunContext:
     # Outside a worker (a team testing its function directly) lines go to the
     # ordinary `myapp.task` logger.
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("myapp.task"))
+    # The attempt that runs it (the run's `attempts` at its claim): the data commit
+    # passes it on, so a taken-over attempt's rows are refused inside Redis.
+    attempt: int | None = None
 
     def cancelled(self) -> NoReturn:
         """Stop the task: its run was cancelled."""
