@@ -100,10 +100,10 @@ beat_scheduler = "myapp.beat:Scheduler"
 beat_max_loop_interval = 5
 redbeat_lock_timeout = 25
 redbeat_key_prefix = "myapp:beat:"
-# The sender rides out a Redis blip shorter than this (well inside the lock's
-# lifetime) instead of exiting; connects fail fast like the app's own.
+# Connects fail fast like the app's own. No `retry_period`: redbeat's retries cover
+# only some of its calls, none of the lock's, and block a pass for their whole period;
+# myapp.beat.Scheduler rides out an outage of any length in its own loop instead.
 redbeat_redis_options = {
-    "retry_period": 10,
     "socket_connect_timeout": 2,
     "socket_timeout": 5,
 }
