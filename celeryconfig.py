@@ -51,6 +51,12 @@ redis_socket_connect_timeout = 2
 
 # Keep retrying the broker at startup instead of exiting (Celery 6 default).
 broker_connection_retry_on_startup = True
+# Keep retrying after a lost connection for as long as Redis is away (Celery's
+# default gives up after 100 tries and the worker exits), through a consumer that
+# survives losing a connection with a run in flight and tries every 2 s
+# (myapp.worker.Consumer).
+broker_connection_max_retries = None
+worker_consumer = "myapp.worker:Consumer"
 
 # When the broker connection drops, let running tasks finish rather than cancel
 # them (Celery 6 will cancel by default). A run's state lives in the database, not
