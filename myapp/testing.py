@@ -1,4 +1,5 @@
-"""Real processes for tests and benchmarks: a Redis server, Celery workers, gunicorn.
+"""Real processes for tests and benchmarks: a Redis server, Celery workers, beat,
+gunicorn.
 
 One copy for tests/, tests/faults/ and bench/, inside the package as `flask.testing`
 is inside flask, so every one of them imports it the same way with no path edits.
@@ -21,9 +22,11 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -142,6 +145,61 @@ def settle(
     done = wait_for(finished, timeout, interval=0.5, what="every run finished")
     reaped = {i for r in reports for i in (*r.resent, *r.failed)}
     return done, reaped
+
+
+class StartStream:
+    """Starts of `task` posted to a running web server every `interval` seconds from
+    a thread, as an API client would, until `stop()`; every answer is kept as
+    (monotonic time sent, HTTP status or the client error's name, run id if 202)."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        params: dict[str, Any],
+        interval: float = 0.2,
+        task: str = "generate_data",
+    ) -> None:
+        import requests
+
+        self.answers: list[tuple[float, int | str, str | None]] = []
+        self._url = f"{url}/api/tasks/{task}/runs"
+        self._params = params
+        self._interval = interval
+        self._session = requests.Session()
+        self._session.headers["Authorization"] = f"Bearer {token}"
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._post, daemon=True)
+        self._thread.start()
+
+    def _post(self) -> None:
+        import requests
+
+        while not self._stop.is_set():
+            sent = time.monotonic()
+            try:
+                # Longer than any answer should take: a hung request shows up as a
+                # Timeout answer, not as a test that hangs.
+                response = self._session.post(self._url, json=self._params, timeout=15)
+            except requests.RequestException as exc:
+                self.answers.append((sent, type(exc).__name__, None))
+            else:
+                status = response.status_code
+                run_id = response.json()["id"] if status == 202 else None
+                self.answers.append((sent, status, run_id))
+            self._stop.wait(self._interval)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def accepted(self, since: float = 0.0, until: float = float("inf")) -> list[str]:
+        """Ids of the runs answered 202, of the starts sent between the two times."""
+        return [i for t, _, i in self.answers if i is not None and since <= t < until]
+
+    def statuses(self) -> dict[int | str, int]:
+        """How many answers of each status."""
+        return dict(Counter(status for _, status, _ in self.answers))
 
 
 # -- signing in -----------------------------------------------------------------------
@@ -475,6 +533,24 @@ class Worker(Service):
         settings) from wsgi.py, logging to `logdir/worker-<name>.log`."""
         log = logdir / f"worker-{name}.log"
         return cls(name, app_environ(app), log, concurrency=concurrency)
+
+
+class Beat(Service):
+    """beat from the Procfile's `beat` line, running `app`; returns once it has
+    started (it may still be waiting for the lock, or for Redis)."""
+
+    def __init__(
+        self, name: str, env: Mapping[str, str], log: Path, app: str = "wsgi:celery_app"
+    ) -> None:
+        env = dict(env)
+        argv = procfile_command("beat", env)
+        argv = [app if a == "wsgi:celery_app" else a for a in argv]
+        super().__init__(name, argv, env, log)
+        self.wait_until(lambda: "beat: Starting..." in self.log(), "started")
+
+    def holds_lock(self) -> bool:
+        """It has taken the lock at least once (it sends the schedule)."""
+        return "beat: Acquired lock" in self.log()
 
 
 class Launcher(Service):
