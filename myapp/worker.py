@@ -18,7 +18,7 @@ from celery.worker.request import Request as CeleryRequest
 from flask import Flask, current_app
 from kombu import Queue
 
-from myapp import metrics, runs
+from myapp import metrics, redis_clients, runs
 from myapp.beat import quiet_routine_logs
 from myapp.extensions import db, get_store
 from myapp.runs import reaper
@@ -108,9 +108,8 @@ def celery_init_app(app: Flask) -> Celery:
         "older_than_days": app.config["PRUNE_AFTER_DAYS"]
     }
     celery_app.conf.update(
-        broker_url=app.config["REDIS_URL"],
-        result_backend=app.config["REDIS_URL"],
-        redbeat_redis_url=app.config["REDIS_URL"],
+        # Broker, results and redbeat: REDIS_URL's server or the sentinels' primary.
+        **redis_clients.celery_config(app.config, celery_app.conf),
         beat_schedule=schedule,
         **app.config.get("CELERY", {}),
     )

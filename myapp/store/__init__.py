@@ -75,6 +75,7 @@ from typing import Any, Literal
 
 import redis
 
+from myapp.redis_clients import RedisTarget
 from myapp.store import scripts, segment
 from myapp.store.segment import CATEGORIES, CATEGORY_INDEX, Category, pack
 
@@ -149,10 +150,9 @@ class DataStore:
         }
 
     @classmethod
-    def from_url(cls, url: str, prefix: str) -> DataStore:
-        """A store with its own connection pool to `url`."""
-        client = redis.Redis.from_url(
-            url,
+    def from_target(cls, target: RedisTarget, prefix: str) -> DataStore:
+        """A store with its own connection pool to `target` (myapp.redis_clients)."""
+        client = target.client(
             # Fail fast when Redis is away: callers answer with a clear error
             # instead of hanging a web worker.
             socket_connect_timeout=2,
@@ -161,6 +161,11 @@ class DataStore:
             retry_on_timeout=False,
         )
         return cls(client, prefix)
+
+    @classmethod
+    def from_url(cls, url: str, prefix: str) -> DataStore:
+        """A store with its own connection pool to the Redis at `url`."""
+        return cls.from_target(RedisTarget(url), prefix)
 
     def key(self, *parts: str) -> str:
         """The full name of one of the data set's keys (layout above)."""
