@@ -94,6 +94,8 @@ STAGE_TTL_SECONDS = 3600
 STAGE_CHUNK_BYTES = 256 * 1024
 # Rows moved into (or out of) the value indexes per script: a few milliseconds.
 INDEX_BATCH = 500
+# How long a commit waits for the primary's replicas to confirm it (WAIT).
+REPLICA_WAIT_MS = 2000
 # How long a cancel flag refuses a late commit.
 CANCEL_TTL_SECONDS = 86_400
 
@@ -110,6 +112,11 @@ class CommitResult:
     first_id: int
     count: int
     cancelled: bool = False  # refused: the run was cancelled before its commit
+
+
+class ReplicationUnconfirmed(redis.TimeoutError):
+    """A commit that not every replica of the primary confirmed in time: not done
+    (a timeout, so runs retry it)."""
 
 
 class StagingLost(RuntimeError):
@@ -206,8 +213,7 @@ class DataStore:
             "STAGE_BEGIN", run_id, token, STAGE_TTL_SECONDS, len(packed.data)
         ):
             self._stage(run_id, token, packed.data, packed.rows, on_staged)
-        status, first, count, number = self._call(
-            "PUBLISH",
+        status, first, count, number = self._publish(
             run_id,
             token,
             packed.rows,
@@ -224,6 +230,30 @@ class DataStore:
             # Also after a duplicate: the first attempt may have died mid-index.
             self._index(number, data=packed.data if status == 1 else None)
         return CommitResult(status == 1, first, count, cancelled=status == -1)
+
+    def _publish(self, *args: Any) -> Any:
+        """PUBLISH, then (when the primary has replicas) WAIT until every one of them
+        has it, on the same connection (WAIT counts that connection's writes).
+
+        A commit the replicas did not confirm is not done: a failover now could
+        promote a replica without it, and the run would be recorded SUCCESS with no
+        rows. ReplicationUnconfirmed is transient, so the run is retried; PUBLISH is
+        idempotent, so the retry appends nothing twice and waits again."""
+        replicas = int(self.redis.info("replication").get("connected_slaves", 0))
+        if not replicas:
+            return self._call("PUBLISH", *args)
+        pipe = self.redis.pipeline(transaction=False)
+        self._scripts["PUBLISH"](
+            keys=[self.key("seq")], args=[self._tag, *args], client=pipe
+        )
+        pipe.wait(replicas, REPLICA_WAIT_MS)
+        published, confirmed = pipe.execute()
+        if confirmed < replicas:
+            raise ReplicationUnconfirmed(
+                f"{confirmed} of {replicas} replicas confirmed the commit within "
+                f"{REPLICA_WAIT_MS} ms"
+            )
+        return published
 
     def _stage(
         self,
