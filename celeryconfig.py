@@ -51,6 +51,12 @@ redis_socket_connect_timeout = 2
 
 # Keep retrying the broker at startup instead of exiting (Celery 6 default).
 broker_connection_retry_on_startup = True
+# Keep retrying after a lost connection for as long as Redis is away (Celery's
+# default gives up after 100 tries and the worker exits), through a consumer that
+# survives losing a connection with a run in flight and tries every 2 s
+# (myapp.worker.Consumer).
+broker_connection_max_retries = None
+worker_consumer = "myapp.worker:Consumer"
 
 # When the broker connection drops, let running tasks finish rather than cancel
 # them (Celery 6 will cancel by default). A run's state lives in the database, not
@@ -100,10 +106,10 @@ beat_scheduler = "myapp.beat:Scheduler"
 beat_max_loop_interval = 5
 redbeat_lock_timeout = 25
 redbeat_key_prefix = "myapp:beat:"
-# The sender rides out a Redis blip shorter than this (well inside the lock's
-# lifetime) instead of exiting; connects fail fast like the app's own.
+# Connects fail fast like the app's own. No `retry_period`: redbeat's retries cover
+# only some of its calls, none of the lock's, and block a pass for their whole period;
+# myapp.beat.Scheduler rides out an outage of any length in its own loop instead.
 redbeat_redis_options = {
-    "retry_period": 10,
     "socket_connect_timeout": 2,
     "socket_timeout": 5,
 }

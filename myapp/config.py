@@ -80,6 +80,21 @@ SETTINGS: tuple[Setting, ...] = (
         example="",
     ),
     Setting(
+        "REDIS_SENTINELS",
+        str,
+        None,
+        "host:port,host:port,… of Redis Sentinels. When set, every Redis client "
+        "(broker, results, Dash, data set, limits, beat, readiness, metrics) finds the "
+        "primary of REDIS_SENTINEL_MASTER through them and follows a failover; "
+        "REDIS_URL then gives only the database number and password.",
+    ),
+    Setting(
+        "REDIS_SENTINEL_MASTER",
+        str,
+        "mymaster",
+        "The name the sentinels monitor the primary under (REDIS_SENTINELS).",
+    ),
+    Setting(
         "DATABASE_URL",
         str,
         None,

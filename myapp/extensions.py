@@ -15,6 +15,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase
 
+from myapp.redis_clients import data_target, redis_target
 from myapp.store import DataStore
 
 
@@ -34,9 +35,9 @@ login_manager = LoginManager()
 
 def redis_init_app(app: Flask) -> None:
     """One Redis pool per app, kept in `app.extensions`, and the data store on a
-    pool of its own (DATA_REDIS_URL, REDIS_URL by default)."""
-    app.extensions["redis"] = redis.Redis.from_url(
-        app.config["REDIS_URL"],
+    pool of its own (DATA_REDIS_URL, REDIS_URL by default); both found through the
+    sentinels when REDIS_SENTINELS is set (myapp.redis_clients)."""
+    app.extensions["redis"] = redis_target(app.config).client(
         decode_responses=True,
         # Fail fast when Redis is away: callers answer with a clear error instead of
         # hanging a web worker.
@@ -45,8 +46,8 @@ def redis_init_app(app: Flask) -> None:
         health_check_interval=30,
         retry_on_timeout=False,
     )
-    app.extensions["store"] = DataStore.from_url(
-        app.config["DATA_REDIS_URL"], app.config["DATA_PREFIX"]
+    app.extensions["store"] = DataStore.from_target(
+        data_target(app.config), app.config["DATA_PREFIX"]
     )
 
 

@@ -15,6 +15,8 @@ from limits import RateLimitItem, parse
 from limits.storage import MemoryStorage, RedisStorage
 from limits.strategies import FixedWindowRateLimiter
 
+from myapp.redis_clients import RedisTarget
+
 log = logging.getLogger(__name__)
 
 KEY_PREFIX = "myapp:limits"
@@ -33,19 +35,21 @@ class RateLimit:
     """`rate` (e.g. "60/minute", or "off") per key, within `scope` (a namespace in
     the key, so two limits never share a count)."""
 
-    def __init__(self, rate: str, redis_url: str, scope: str):
+    def __init__(self, rate: str, target: RedisTarget, scope: str):
         self.rate = rate
         self.scope = scope
         self.item: RateLimitItem | None = (
             None if rate.strip().lower() in ("off", "") else parse(rate)
         )
+        # A dead Redis must cost a request milliseconds, not a hung request.
+        client = target.client(socket_connect_timeout=1, socket_timeout=1)
         self._shared = FixedWindowRateLimiter(
+            # limits uses the pool (the sentinels' primary, or the URL's server); its
+            # own URL parsing is not used.
             RedisStorage(
-                redis_url,
+                "redis://",
+                connection_pool=client.connection_pool,
                 key_prefix=KEY_PREFIX,
-                # A dead Redis must cost a request milliseconds, not a hung request.
-                socket_connect_timeout=1,
-                socket_timeout=1,
             )
         )
         self._local = FixedWindowRateLimiter(MemoryStorage())

@@ -1,4 +1,5 @@
-"""Real processes for tests and benchmarks: a Redis server, Celery workers, gunicorn.
+"""Real processes for tests and benchmarks: a Redis server, Celery workers, beat,
+gunicorn.
 
 One copy for tests/, tests/faults/ and bench/, inside the package as `flask.testing`
 is inside flask, so every one of them imports it the same way with no path edits.
@@ -27,6 +28,7 @@ import threading
 import time
 import urllib.request
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -168,6 +170,61 @@ def settle(
     return done, reaped
 
 
+class StartStream:
+    """Starts of `task` posted to a running web server every `interval` seconds from
+    a thread, as an API client would, until `stop()`; every answer is kept as
+    (monotonic time sent, HTTP status or the client error's name, run id if 202)."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        params: dict[str, Any],
+        interval: float = 0.2,
+        task: str = "generate_data",
+    ) -> None:
+        import requests
+
+        self.answers: list[tuple[float, int | str, str | None]] = []
+        self._url = f"{url}/api/tasks/{task}/runs"
+        self._params = params
+        self._interval = interval
+        self._session = requests.Session()
+        self._session.headers["Authorization"] = f"Bearer {token}"
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._post, daemon=True)
+        self._thread.start()
+
+    def _post(self) -> None:
+        import requests
+
+        while not self._stop.is_set():
+            sent = time.monotonic()
+            try:
+                # Longer than any answer should take: a hung request shows up as a
+                # Timeout answer, not as a test that hangs.
+                response = self._session.post(self._url, json=self._params, timeout=15)
+            except requests.RequestException as exc:
+                self.answers.append((sent, type(exc).__name__, None))
+            else:
+                status = response.status_code
+                run_id = response.json()["id"] if status == 202 else None
+                self.answers.append((sent, status, run_id))
+            self._stop.wait(self._interval)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def accepted(self, since: float = 0.0, until: float = float("inf")) -> list[str]:
+        """Ids of the runs answered 202, of the starts sent between the two times."""
+        return [i for t, _, i in self.answers if i is not None and since <= t < until]
+
+    def statuses(self) -> dict[int | str, int]:
+        """How many answers of each status."""
+        return dict(Counter(status for _, status, _ in self.answers))
+
+
 # -- signing in -----------------------------------------------------------------------
 
 # The password of the users tests sign in with through the /login form.
@@ -294,6 +351,97 @@ class RedisServer:
     def start(self) -> RedisServer:
         self.process, _ = start_redis(self.workdir, port=self.port, **self.popen)
         return self
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(20)
+            self.process = None
+
+    def kill(self) -> None:
+        """SIGKILL: the server dies with whatever it has not written or replicated."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(20)
+            self.process = None
+
+    def replicate(self, primary: RedisServer, timeout: float = 30) -> RedisServer:
+        """Make this server a replica of `primary`; return once it is in sync."""
+        client = self.client()
+        client.replicaof("127.0.0.1", primary.port)
+        wait_for(
+            lambda: client.info("replication").get("master_link_status") == "up",
+            timeout,
+            what=f"replica {self.port} in sync",
+        )
+        return self
+
+
+class SentinelServer:
+    """A Redis Sentinel (`redis-server <conf> --sentinel`) on a free port of
+    127.0.0.1, monitoring the primary at `primary_port` as `master`: it calls the
+    primary down after 1 s without an answer and fails over when `quorum` sentinels
+    agree."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        primary_port: int,
+        master: str = "mymaster",
+        quorum: int = 2,
+    ) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.master = master
+        workdir.mkdir(parents=True, exist_ok=True)
+        # Sentinel rewrites its configuration file with what it learns.
+        self.conf = workdir / "sentinel.conf"
+        self.conf.write_text(
+            f"port {self.port}\n"
+            "bind 127.0.0.1\n"
+            f"dir {workdir}\n"
+            f"logfile {workdir / 'sentinel.log'}\n"
+            f"sentinel monitor {master} 127.0.0.1 {primary_port} {quorum}\n"
+            f"sentinel down-after-milliseconds {master} 1000\n"
+            f"sentinel failover-timeout {master} 10000\n"
+            f"sentinel parallel-syncs {master} 1\n"
+        )
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(port=self.port, decode_responses=True)
+
+    def start(self) -> SentinelServer:
+        from myapp.devserver import redis_server_binary
+
+        self.process = subprocess.Popen(
+            [redis_server_binary(), str(self.conf), "--sentinel"]
+        )
+        wait_for(self._answers, 15, what=f"sentinel {self.port} answering")
+        return self
+
+    def _answers(self) -> bool:
+        try:
+            return bool(self.client().ping())
+        except redis.ConnectionError:
+            return False
+
+    def primary_port(self) -> int | None:
+        """The port of the server this sentinel calls primary now."""
+        address = self.client().sentinel_get_master_addr_by_name(self.master)
+        return int(address[1]) if address else None
+
+    def knows(self, replicas: int, sentinels: int) -> bool:
+        """It has found this many replicas and other sentinels of the primary."""
+        state = self.client().sentinel_master(self.master)
+        return (
+            int(state["num-slaves"]) >= replicas
+            and int(state["num-other-sentinels"]) >= sentinels
+        )
 
     def stop(self) -> None:
         if self.process is not None:

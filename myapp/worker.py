@@ -4,16 +4,21 @@ over `runs.execute_run`, and the maintenance tasks beat sends."""
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
 from celery import Celery, Task
 from celery.exceptions import TimeLimitExceeded
 from celery.signals import worker_process_init, worker_ready
+from celery.utils.threads import bound_open_broker_sockets
+from celery.worker.consumer import Consumer as CeleryConsumer
+from celery.worker.consumer.consumer import COLLECT_SOCKET_TIMEOUT
+from celery.worker.request import Request as CeleryRequest
 from flask import Flask, current_app
 from kombu import Queue
 
-from myapp import metrics, runs
+from myapp import metrics, redis_clients, runs
 from myapp.beat import quiet_routine_logs
 from myapp.extensions import db, get_store
 from myapp.runs import reaper
@@ -23,12 +28,74 @@ log = logging.getLogger(__name__)
 
 # Retries for a run whose Redis or broker went away mid-run.
 MAX_RETRIES = 5
+# While the broker is away, the worker tries to reconnect this often.
+RECONNECT_SECONDS = 2
+
+
+class Consumer(CeleryConsumer):
+    """Celery's consumer (celeryconfig's `worker_consumer`), whose reconnection
+    survives a broker that went away while a message was unacknowledged.
+
+    On a lost connection Celery 5.7 first `collect()`s the connection, which closes
+    its transport, then `close()`s it again; the second close restores the unacked
+    messages through a channel whose transport is gone and raises AttributeError,
+    which Celery does not expect there: "Unrecoverable error", the worker exits on
+    the first Redis outage that finds a run in flight. Here the broken connection
+    is discarded first, any error of its teardown logged and dropped (the messages
+    stay in Redis's unacked set, restored after the visibility timeout; the reaper
+    finds their runs sooner), and Celery's handler goes on with no connection to
+    tear down.
+    """
+
+    def on_connection_error_after_connected(self, exc: Exception) -> None:
+        connection, self.connection = self.connection, None
+        if connection is not None:
+            bound_open_broker_sockets(connection, COLLECT_SOCKET_TIMEOUT)
+            try:
+                connection.collect(socket_timeout=COLLECT_SOCKET_TIMEOUT)
+            except Exception as error:  # the connection is being thrown away
+                log.debug("broker connection collect: %r", error)
+            try:
+                connection.close()
+            except Exception as error:
+                log.debug("broker connection close: %r", error)
+        super().on_connection_error_after_connected(exc)
+
+    def ensure_connected(self, conn: Any) -> Any:
+        # kombu waits 2, 4, 6 … up to 30 s between attempts to reconnect, so a worker
+        # could sit idle for half a minute after Redis is back; try every few seconds
+        # instead, for as long as it takes (broker_connection_max_retries).
+        conn.ensure_connection = functools.partial(
+            conn.ensure_connection,
+            interval_start=RECONNECT_SECONDS,
+            interval_step=0,
+            interval_max=RECONNECT_SECONDS,
+        )
+        return super().ensure_connected(conn)
+
+
+class Request(CeleryRequest):
+    """Celery's task request (every task's `Request`), whose late ack or reject of a
+    message received on a connection that has since been lost is logged, not fatal.
+
+    The message's channel belongs to the lost connection, whose transport Celery has
+    closed: the Redis transport then fails with AttributeError instead of a
+    connection error, and the worker's event loop, which expects only connection
+    errors there, exits. The message is still in Redis's unacked set: it comes back
+    after the visibility timeout, and its run row says whether it needs running.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._connection_errors = (*self._connection_errors, AttributeError)
 
 
 def celery_init_app(app: Flask) -> Celery:
     """Build the app's Celery app from celeryconfig.py plus the app's config."""
 
     class FlaskTask(Task):
+        Request = "myapp.worker:Request"
+
         def __call__(self, *args: Any, **kwargs: Any) -> Any:
             with app.app_context():
                 return self.run(*args, **kwargs)
@@ -50,9 +117,8 @@ def celery_init_app(app: Flask) -> Celery:
     celery_app = Celery(app.import_name, task_cls=FlaskTask)
     celery_app.config_from_object("celeryconfig")
     celery_app.conf.update(
-        broker_url=app.config["REDIS_URL"],
-        result_backend=app.config["REDIS_URL"],
-        redbeat_redis_url=app.config["REDIS_URL"],
+        # Broker, results and redbeat: REDIS_URL's server or the sentinels' primary.
+        **redis_clients.celery_config(app.config, celery_app.conf),
         **app.config.get("CELERY", {}),
     )
     # Beat reads the schedules table through this app (myapp.schedules.sender).

@@ -35,6 +35,7 @@ from sqlalchemy.exc import IntegrityError
 from myapp.extensions import db
 from myapp.models import ACTIVE_STATES, Run, utcnow
 from myapp.ratelimit import RateLimit, RateLimitExceeded
+from myapp.redis_clients import redis_target
 from myapp.runs.dispatch import send, undispatched
 from myapp.runs.errors import (
     IdempotencyConflict,
@@ -285,5 +286,5 @@ def _limit_rate(requester: Requester) -> None:
 
 def admission_init_app(app: Flask) -> None:
     app.extensions["start_limiter"] = RateLimit(
-        str(app.config["START_RATE_LIMIT"]), app.config["REDIS_URL"], scope="start"
+        str(app.config["START_RATE_LIMIT"]), redis_target(app.config), scope="start"
     )

@@ -78,6 +78,7 @@ from typing import Any, Literal
 
 import redis
 
+from myapp.redis_clients import RedisTarget
 from myapp.store import scripts, segment
 from myapp.store.segment import CATEGORIES, CATEGORY_INDEX, Category, pack
 
@@ -104,6 +105,8 @@ STAGE_TTL_SECONDS = 3600
 STAGE_CHUNK_BYTES = 256 * 1024
 # Rows moved into (or out of) the value indexes per script: a few milliseconds.
 INDEX_BATCH = 500
+# How long a commit waits for the primary's replicas to confirm it (WAIT).
+REPLICA_WAIT_MS = 2000
 # How long a cancel flag refuses a late commit.
 CANCEL_TTL_SECONDS = 86_400
 
@@ -120,6 +123,11 @@ class CommitResult:
     first_id: int
     count: int
     cancelled: bool = False  # refused: the run was cancelled before its commit
+
+
+class ReplicationUnconfirmed(redis.TimeoutError):
+    """A commit that not every replica of the primary confirmed in time: not done
+    (a timeout, so runs retry it)."""
 
 
 class StagingLost(RuntimeError):
@@ -176,10 +184,9 @@ class DataStore:
         }
 
     @classmethod
-    def from_url(cls, url: str, prefix: str) -> DataStore:
-        """A store with its own connection pool to `url`."""
-        client = redis.Redis.from_url(
-            url,
+    def from_target(cls, target: RedisTarget, prefix: str) -> DataStore:
+        """A store with its own connection pool to `target` (myapp.redis_clients)."""
+        client = target.client(
             # Fail fast when Redis is away: callers answer with a clear error
             # instead of hanging a web worker.
             socket_connect_timeout=2,
@@ -188,6 +195,11 @@ class DataStore:
             retry_on_timeout=False,
         )
         return cls(client, prefix)
+
+    @classmethod
+    def from_url(cls, url: str, prefix: str) -> DataStore:
+        """A store with its own connection pool to the Redis at `url`."""
+        return cls.from_target(RedisTarget(url), prefix)
 
     def key(self, *parts: str) -> str:
         """The full name of one of the data set's keys (layout above)."""
@@ -238,8 +250,7 @@ class DataStore:
             raise AttemptSuperseded(run_id, attempt)
         if begun == 1:
             self._stage(run_id, token, packed.data, packed.rows, on_staged)
-        status, first, count, number = self._call(
-            "PUBLISH",
+        status, first, count, number = self._publish(
             run_id,
             token,
             packed.rows,
@@ -258,6 +269,30 @@ class DataStore:
             # Also after a duplicate: the first attempt may have died mid-index.
             self._index(number, data=packed.data if status == 1 else None)
         return CommitResult(status == 1, first, count, cancelled=status == -1)
+
+    def _publish(self, *args: Any) -> Any:
+        """PUBLISH, then (when the primary has replicas) WAIT until every one of them
+        has it, on the same connection (WAIT counts that connection's writes).
+
+        A commit the replicas did not confirm is not done: a failover now could
+        promote a replica without it, and the run would be recorded SUCCESS with no
+        rows. ReplicationUnconfirmed is transient, so the run is retried; PUBLISH is
+        idempotent, so the retry appends nothing twice and waits again."""
+        replicas = int(self.redis.info("replication").get("connected_slaves", 0))
+        if not replicas:
+            return self._call("PUBLISH", *args)
+        pipe = self.redis.pipeline(transaction=False)
+        self._scripts["PUBLISH"](
+            keys=[self.key("seq")], args=[self._tag, *args], client=pipe
+        )
+        pipe.wait(replicas, REPLICA_WAIT_MS)
+        published, confirmed = pipe.execute()
+        if confirmed < replicas:
+            raise ReplicationUnconfirmed(
+                f"{confirmed} of {replicas} replicas confirmed the commit within "
+                f"{REPLICA_WAIT_MS} ms"
+            )
+        return published
 
     def _stage(
         self,

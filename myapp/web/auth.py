@@ -43,6 +43,7 @@ from myapp import users
 from myapp.extensions import csrf, login_manager
 from myapp.models import User
 from myapp.ratelimit import RateLimit, RateLimitExceeded
+from myapp.redis_clients import redis_target
 
 log = logging.getLogger(__name__)
 
@@ -264,7 +265,7 @@ def auth_init_app(app: Flask) -> None:
     """Sessions, tokens, the sign-in pages, the gate and LOGIN_RATE_LIMIT."""
     app.extensions["auth"] = {"open_endpoints": set(OPEN_ENDPOINTS)}
     app.extensions["login_limiter"] = RateLimit(
-        str(app.config["LOGIN_RATE_LIMIT"]), app.config["REDIS_URL"], scope="login"
+        str(app.config["LOGIN_RATE_LIMIT"]), redis_target(app.config), scope="login"
     )
     login_manager.init_app(app)
     login_manager.user_loader(_load_session_user)

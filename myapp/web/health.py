@@ -9,6 +9,7 @@ from sqlalchemy import text
 
 from myapp import beat
 from myapp.extensions import db, get_redis, get_store
+from myapp.redis_clients import data_target, redis_target
 
 bp = Blueprint("health", __name__)
 
@@ -30,7 +31,7 @@ def readyz():
     """
     checks: dict[str, str] = {}
     pings = {"redis": get_redis()}
-    if current_app.config["DATA_REDIS_URL"] != current_app.config["REDIS_URL"]:
+    if data_target(current_app.config) != redis_target(current_app.config):
         pings["data_redis"] = get_store().redis
     for name, client in pings.items():
         try:
