@@ -32,7 +32,14 @@ task_time_limit = 720
 
 # Redis redelivers an unacked message after the visibility timeout. It must be well
 # above the hard time limit, or a long run is delivered again while it still runs.
-broker_transport_options = {"visibility_timeout": 1800}
+# A read or write that gets no answer in 5 s fails, so a start on a web host whose
+# Redis link is cut (held open, no bytes) is kept by the outbox and answered 202
+# instead of hanging the request (the worker's own blocking reads are 1 s BRPOPs).
+broker_transport_options = {
+    "visibility_timeout": 1800,
+    "socket_timeout": 5,
+    "socket_connect_timeout": 2,
+}
 # The backend's own reconnect policy (20 tries, 1 s apart) would hold a caller ~20 s
 # when Redis is down; fail within about a second instead: the run row, not the
 # result key, is the status of record, and callers answer 503 or keep the outbox.
@@ -46,8 +53,10 @@ result_backend_transport_options = {
     },
 }
 
-# An unreachable Redis must fail a connect in seconds, not hang a web request.
+# An unreachable Redis must fail a connect in seconds, not hang a web request; a
+# silent one (a cut link) a read.
 redis_socket_connect_timeout = 2
+redis_socket_timeout = 5
 
 # Keep retrying the broker at startup instead of exiting (Celery 6 default).
 broker_connection_retry_on_startup = True
