@@ -213,10 +213,13 @@ def test_invalid_input_shows_field_messages_and_starts_nothing(app, live, dash_d
 
 
 def test_scheduled_run_appears_in_grid_without_reload(app, live, dash_duo):
-    open_main(dash_duo, live)
-    dash_duo.wait_for_contains_text(f"#{ids.SCHEDULE_INFO}", "every 90 s")
-    # Send the schedule's fire exactly as beat does (its task, kwargs and headers).
     add_schedule(app, 90)
+    open_main(dash_duo, live)
+    # The line reads the schedule's row (users edit it), not a setting.
+    dash_duo.wait_for_contains_text(
+        f"#{ids.SCHEDULE_INFO}", "generate_data every 90 s (generate-data)"
+    )
+    # Send the schedule's fire exactly as beat does (its task, kwargs and headers).
     ScheduleSender(app, max_delay=5).tick()
     dash_duo.wait_for_text_to_equal(f"#{ids.DATA_TOTAL}", "10", timeout=40)
     wait_for(lambda: grid_row_count(dash_duo) == 10, 20, 0.1)

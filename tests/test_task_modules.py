@@ -341,7 +341,8 @@ def test_the_form_shows_each_kind_as_its_input(client):
     )
     assert 'name="at" type="datetime-local"' in form
     count = re.search(r'<input id="every_kind-count"[^>]*>', form, re.S)[0]
-    assert 'min="1"' in count and 'max="10"' in count and 'type="number"' in count
+    assert 'type="text"' in count and 'inputmode="numeric"' in count
+    assert "Whole number from 1 to 10." in form
 
 
 def test_an_unticked_checkbox_runs_with_false(client, worker):

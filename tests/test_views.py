@@ -76,10 +76,12 @@ def test_home_page_has_a_form_per_task_from_its_definition(client):
     generate = form_of(html, "generate_data")
     assert 'action="/tasks/generate_data/runs"' in generate
     rows = re.search(r'<input id="generate_data-rows"[^>]*>', generate, re.DOTALL)[0]
-    assert 'type="number"' in rows and 'step="1"' in rows
-    assert 'min="1"' in rows and 'max="100000"' in rows and 'value="10"' in rows
+    # Text with a numeric keyboard: the server sees what was typed (a number
+    # field would be emptied by the browser and the default run without a word).
+    assert 'type="text"' in rows and 'inputmode="numeric"' in rows
+    assert 'value="10"' in rows
     seconds = re.search(r'<input id="generate_data-seconds"[^>]*>', generate, re.S)[0]
-    assert 'step="any"' in seconds and 'max="600"' in seconds and 'value="5"' in seconds
+    assert 'inputmode="decimal"' in seconds and 'value="5"' in seconds
     assert "Whole number from 1 to 100000. Default: 10." in text_of(response)
 
     summarize = form_of(html, "summarize_data")
@@ -92,7 +94,7 @@ def test_home_page_has_a_form_per_task_from_its_definition(client):
 def test_bounds_follow_the_configuration(make_app):
     app = make_app(MAX_ROWS_PER_RUN=50)
     html = app.test_client().get("/").get_data(as_text=True)
-    assert 'max="50"' in form_of(html, "generate_data")
+    assert "Whole number from 1 to 50." in form_of(html, "generate_data")
 
 
 def test_home_page_lists_recent_runs(client):
@@ -458,6 +460,25 @@ def read(browser, element_id: str, attribute: str | None = None) -> str | None:
     if attribute is None:
         return element.text
     return element.get_attribute(attribute)
+
+
+def test_letters_in_a_number_field_start_nothing_and_say_why(
+    app, browser, live_server, browser_login
+):
+    sign_in(browser, live_server.url, *browser_login)
+    browser.get(live_server.url + "/")
+    rows = browser.find_element("id", "generate_data-rows")
+    rows.clear()
+    rows.send_keys("abc")
+    browser.find_element("css selector", "#form-generate_data button").click()
+    # The form comes back with what was typed and the field's message: no run
+    # with the default 10 rows.
+    wait_for(lambda: "rows must be an integer" in browser.page_source)
+    assert (
+        browser.find_element("id", "generate_data-rows").get_attribute("value") == "abc"
+    )
+    with app.app_context():
+        assert runs.list_runs(runs.RunFilter(), limit=5)[0] == []
 
 
 def test_live_page_follows_a_form_run_to_success(

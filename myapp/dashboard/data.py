@@ -6,24 +6,31 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from flask import current_app
 from sqlalchemy import select
 
+from myapp import schedules
 from myapp.dashboard.core import TASK
 from myapp.extensions import db, get_store
 from myapp.models import Run, isoformat, utcnow
 
 
 def schedule_line() -> str:
-    """The beat interval and when the last scheduled generate_data run finished."""
-    every = int(current_app.config["SCHEDULE_SECONDS"])
+    """When the schedules of generate_data fire (the rows users edit) and when the
+    last scheduled run of it finished."""
+    found = [s for s in schedules.list_schedules(TASK) if s.enabled]
+    if found:
+        line = "Scheduled: generate_data " + "; ".join(
+            f"{schedules.timing_of(s).describe()} ({s.name})" for s in found
+        )
+        line += ". "
+    else:
+        line = "No schedule starts generate_data now (see the Schedules page). "
     last = db.session.scalar(
         select(Run)
         .where(Run.source == "beat", Run.task == TASK, Run.finished_at.is_not(None))
         .order_by(Run.finished_at.desc())
         .limit(1)
     )
-    line = f"Scheduled: generate_data every {every} s. "
     if last is None:
         return line + "No scheduled run has finished yet."
     ago = (utcnow() - last.finished_at).total_seconds()
