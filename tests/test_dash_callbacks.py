@@ -16,7 +16,7 @@ from myapp.dashboard import core, data, forms, history, ids, results
 from myapp.extensions import db, get_store
 from myapp.models import ACTIVE_STATES, Run
 from myapp.tasks import ValidationError, get_definition
-from myapp.testing import as_user, free_port, pending_run, wait_for
+from myapp.testing import add_schedule, as_user, free_port, pending_run, wait_for
 
 
 def job_closure(celery_app, name):
@@ -219,10 +219,14 @@ def test_history_filters_and_chart(app, worker, client):
 
 
 def test_schedule_line_names_interval_and_last_beat_run(make_app):
-    app = make_app(SCHEDULE_SECONDS=30)
+    app = make_app()
+    with app.app_context():
+        assert data.schedule_line().startswith("No schedule starts generate_data")
+    add_schedule(app, 30)
     with app.app_context():
         assert data.schedule_line() == (
-            "Scheduled: generate_data every 30 s. No scheduled run has finished yet."
+            "Scheduled: generate_data every 30 s (generate-data). "
+            "No scheduled run has finished yet."
         )
         pending_run("generate_data", {}, source="beat")  # still PENDING
         beat = pending_run("generate_data", {"rows": 1}, source="beat")

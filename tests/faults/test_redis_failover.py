@@ -25,6 +25,7 @@ from myapp.testing import (
     StartStream,
     Web,
     Worker,
+    add_schedule,
     app_environ,
     wait_for,
 )
@@ -102,8 +103,9 @@ def test_failover_under_load_loses_nothing(make_app, sentinel_redis, tmp_path):
         DISPATCH_GRACE_SECONDS=1,
         MAX_ATTEMPTS=5,
         MAX_ACTIVE_RUNS=2000,
-        SCHEDULE_SECONDS=3,
     )
+    # Beat sends the schedules table: a fire every 3 s shows that it sends again.
+    add_schedule(app, 3)
     env = app_environ(app)
     env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path / "metrics")
     env["WEB_CONCURRENCY"] = "1"

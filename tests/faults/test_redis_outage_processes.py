@@ -28,6 +28,7 @@ from myapp.testing import (
     StartStream,
     Web,
     Worker,
+    add_schedule,
     app_environ,
     wait_for,
 )
@@ -43,14 +44,15 @@ ROWS = 3
 @pytest.fixture
 def outage_app(make_app, shipped_redis, fast_recovery):
     # Every start of the outage stays active (PENDING) until Redis is back: the
-    # active-run limit must not turn them into 429s. beat's own run every 3 s shows
-    # that it sends again.
-    return make_app(
+    # active-run limit must not turn them into 429s. beat's own run every 3 s (a
+    # schedule row: beat sends the schedules table) shows that it sends again.
+    app = make_app(
         REDIS_URL=shipped_redis.url,
-        SCHEDULE_SECONDS=3,
         MAX_ACTIVE_RUNS=2000,
         **fast_recovery,
     )
+    add_schedule(app, 3)
+    return app
 
 
 def process_env(app, tmp_path) -> dict[str, str]:
