@@ -110,11 +110,16 @@ def control(spec: ParamField, *, disabled: bool = False) -> Any:
             inputStyle={"width": "auto", "marginRight": ".4rem"},
         )
     if spec.kind == "choice":
+        # Choices are their text ("1" of Literal[1, 2, 3]): so is the default.
         default = spec.default
+        if isinstance(default, list):
+            default = [spec.text(v) for v in default] or None
+        elif default is not None:
+            default = spec.text(default)
         return dcc.Dropdown(
             id=control_id,
             options=[{"label": c, "value": c} for c in spec.choices],
-            value=default if default not in (None, []) else None,
+            value=default,
             multi=spec.multiple,
             clearable=spec.multiple or spec.nullable or not spec.required,
             placeholder="none chosen" if spec.multiple or spec.nullable else "choose…",
