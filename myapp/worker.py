@@ -10,7 +10,7 @@ from typing import Any
 
 from celery import Celery, Task
 from celery.exceptions import TimeLimitExceeded
-from celery.signals import worker_process_init, worker_ready
+from celery.signals import worker_init, worker_process_init, worker_ready
 from celery.utils.threads import bound_open_broker_sockets
 from celery.worker.consumer import Consumer as CeleryConsumer
 from celery.worker.consumer.consumer import COLLECT_SOCKET_TIMEOUT
@@ -104,6 +104,8 @@ def celery_init_app(app: Flask) -> Celery:
             # A task killed at its hard limit (it ignored the soft one) never gets
             # to record that; the worker's main process does, so its row does not
             # stay STARTED for the reaper to run it again.
+            # Only while this worker's claim is the run's: a stale attempt (its host
+            # was cut off and the run taken over elsewhere) changes nothing.
             if isinstance(exc, TimeLimitExceeded):
                 with app.app_context():
                     runs.fail_run(
@@ -112,7 +114,18 @@ def celery_init_app(app: Flask) -> Celery:
                         f"the run took longer than its hard time limit "
                         f"({float(exc.args[0] if exc.args else 0):g} s) and was "
                         "stopped",
+                        workers=node or None,
                     )
+
+    # This worker's node name (the `worker` its claims write), for writes made
+    # outside a task's own request.
+    node: list[str] = []
+
+    @worker_init.connect(weak=False)
+    def _remember_node(sender: Any, **_: Any) -> None:
+        # A task's request may name the node ("celery@host") or only its host.
+        name = str(getattr(sender, "hostname", "") or "")
+        node[:] = [name, name.rpartition("@")[2]] if name else []
 
     celery_app = Celery(app.import_name, task_cls=FlaskTask)
     celery_app.config_from_object("celeryconfig")

@@ -121,10 +121,16 @@ def finish_run(
 
 
 def fail_run(
-    run_id: str, error_type: str, message: str, claim: Claim | None = None
+    run_id: str,
+    error_type: str,
+    message: str,
+    claim: Claim | None = None,
+    *,
+    workers: list[str] | None = None,
 ) -> bool:
     """Active -> FAILURE with `{type, message}`; a finished run keeps its outcome.
-    With `claim`, only while that attempt still owns the run."""
+    With `claim`, only while that attempt still owns the run; with `workers`, only
+    while the run's claim is one of theirs (for a caller that knows no attempt)."""
     return end_run(
         run_id,
         {
@@ -133,6 +139,7 @@ def fail_run(
             "error_message": message[:2000],
         },
         claim,
+        workers=workers,
     )
 
 
@@ -152,13 +159,21 @@ def mark_retry(run_id: str, reason: str, claim: Claim | None = None) -> bool:
     return result.rowcount == 1
 
 
-def end_run(run_id: str, values: dict[str, Any], claim: Claim | None = None) -> bool:
+def end_run(
+    run_id: str,
+    values: dict[str, Any],
+    claim: Claim | None = None,
+    *,
+    workers: list[str] | None = None,
+) -> bool:
     """Move an active run to a final state; False if it had already ended (or, with
-    `claim`, if a later attempt owns it)."""
+    `claim` or `workers`, if another attempt owns it)."""
     now = utcnow()
     statement = update(Run).where(Run.id == run_id, Run.state.in_(ACTIVE_STATES))
     if claim is not None:
         statement = statement.where(claim.current())
+    if workers:
+        statement = statement.where(Run.worker.in_(workers))
     return apply_logged(statement.values(finished_at=now, heartbeat_at=now, **values))
 
 
