@@ -217,10 +217,18 @@ class TaskDefinition:
             if from_text:
                 return self.model.model_validate(self._from_text(values))
             return self.model.model_validate_json(
-                json.dumps(values, default=str), strict=True
+                json.dumps(self._whole_numbers(values), default=str), strict=True
             )
         except pydantic.ValidationError as exc:
             raise ValidationError(self._messages(exc)) from None
+
+    def _whole_numbers(self, values: dict[str, Any]) -> dict[str, Any]:
+        """JSON has one number type: 341.0 is the integer 341 (JSON Schema agrees),
+        which strict validation would refuse; 2.5 and `true` stay refused."""
+        for spec in self.fields:
+            if spec.kind == "integer" and spec.name in values:
+                values[spec.name] = _whole(values[spec.name])
+        return values
 
     def _from_text(self, values: dict[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -606,6 +614,14 @@ def _plain_message(
         return "must be a string"
     # Anything rarer: pydantic's own words, in our voice.
     return text.replace("Input should be", "must be").replace("Value error, ", "")
+
+
+def _whole(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_whole(item) for item in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
 def _number(value: Any) -> str:
