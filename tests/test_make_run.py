@@ -16,7 +16,7 @@ import psutil
 import requests
 
 from myapp import PROJECT_ROOT, devserver, localstack
-from myapp.testing import Launcher, RedisServer, clean_environ
+from myapp.testing import Launcher, RedisServer, clean_environ, wait_for
 
 SIGN_IN = re.compile(r"sign in at (\S+) as 'admin', password (\S+)")
 
@@ -76,6 +76,9 @@ def test_first_start_creates_admin_and_prints_the_sign_in(redis_server, tmp_path
 
         session = sign_in(url, password)
         assert "admin (admin)" in session.get(launcher.url + "/", timeout=10).text
+        # Both workers up (on a loaded machine the site answers first): a Ctrl-C
+        # while Celery builds its pool meets a Celery race of its own.
+        wait_for(lambda: launcher.log().count(" ready.") >= 2, timeout=60)
     finally:
         stopping = time.monotonic()
         launcher.stop()
