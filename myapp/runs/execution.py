@@ -23,6 +23,7 @@ import json
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -35,10 +36,13 @@ from sqlalchemy.exc import IntegrityError
 
 from myapp.extensions import db, get_store
 from myapp.models import SOURCES, Run, Schedule, utcnow
+from myapp.per_process import PerProcess
 from myapp.runs.errors import RunBusy, RunFailed, RunSuperseded
 from myapp.runs.logs import run_log
 from myapp.runs.results import ResultNotSerializable, jsonable
 from myapp.runs.transitions import (
+    COLUMNS,
+    RUNS,
     Claim,
     apply_returning,
     bound_lock_wait,
@@ -60,6 +64,10 @@ from myapp.tasks import (
 )
 
 log = logging.getLogger("myapp.runs")
+
+# How often the ticker looks at running reports: the shortest interval between
+# two progress writes of one run.
+TICK_SECONDS = 0.2
 
 
 @dataclass(frozen=True)
@@ -295,7 +303,8 @@ def _claim(run_id: str, worker: str | None) -> Claim | None:
     if claimed is None:
         return None
     claim = Claim(run_id, claimed.attempts)
-    _fence_data(claim)
+    if claim.attempt > 1:  # a first attempt has no older one to fence off
+        _fence_data(claim)
     return claim
 
 
@@ -319,15 +328,15 @@ def _claim_update(
     run_id: str, worker: str | None, now: datetime, stale: datetime, max_attempts: int
 ) -> Row | None:
     return apply_returning(
-        update(Run)
-        .where(Run.id == run_id)
+        update(RUNS)
+        .where(COLUMNS.id == run_id)
         .where(
             or_(
-                Run.state.in_(("PENDING", "RETRY")),
+                COLUMNS.state.in_(("PENDING", "RETRY")),
                 and_(
-                    Run.state.in_(("STARTED", "PROGRESS")),
-                    or_(Run.heartbeat_at.is_(None), Run.heartbeat_at < stale),
-                    Run.attempts < max_attempts,
+                    COLUMNS.state.in_(("STARTED", "PROGRESS")),
+                    or_(COLUMNS.heartbeat_at.is_(None), COLUMNS.heartbeat_at < stale),
+                    COLUMNS.attempts < max_attempts,
                 ),
             )
         )
@@ -335,9 +344,9 @@ def _claim_update(
             state="STARTED",
             started_at=now,
             heartbeat_at=now,
-            attempts=Run.attempts + 1,
+            attempts=COLUMNS.attempts + 1,
             worker=worker,
-            dispatched_at=func.coalesce(Run.dispatched_at, now),
+            dispatched_at=func.coalesce(COLUMNS.dispatched_at, now),
         )
     )
 
@@ -351,8 +360,8 @@ class ProgressReporter:
     work) is what the run shows. When the task says nothing, the heartbeat alone is
     written every `beat` seconds: a task need not report to keep its lease (the
     reaper takes a run silent for RUN_LEASE_SECONDS for one whose worker died).
-    Those writes come from a thread, which dies with its process, so a killed
-    worker still goes quiet.
+    Those writes come from the process's ticker thread (`_Ticker`), which dies with
+    its process, so a killed worker still goes quiet.
 
     Each write finds out about a cancel: once the row is no longer active, the
     task is stopped with RunCancelled (at its next report). With a `claim`, each
@@ -364,7 +373,7 @@ class ProgressReporter:
         self,
         run_id: str,
         hook: ProgressHook | None = None,
-        interval: float = 0.2,
+        interval: float = TICK_SECONDS,
         beat: float = 10.0,
         claim: Claim | None = None,
     ):
@@ -378,22 +387,24 @@ class ProgressReporter:
         self._written_at = time.monotonic()
         self._pending = False
         self._cancelled = False
+        self._closed = False
         self._lock = threading.Lock()
-        self._stop = threading.Event()
         self._app = current_app._get_current_object()
-        self._thread = threading.Thread(
-            target=self._keep_up, name=f"progress-{run_id}", daemon=True
-        )
 
     def __enter__(self) -> ProgressReporter:
-        self._thread.start()
+        _ticker.get().reporters.add(self)
         return self
 
     def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        # A write held up by the database must not hold the worker: one that lands
-        # after the run ended changes nothing (it only touches active runs).
-        self._thread.join(timeout=10)
+        _ticker.get().reporters.discard(self)
+        # Wait for a write in flight, but not for long: a write held up by the
+        # database must not hold the worker, and one that lands after the run
+        # ended changes nothing (it only touches active runs).
+        if self._lock.acquire(timeout=10):
+            self._closed = True
+            self._lock.release()
+        else:
+            self._closed = True
 
     def __call__(self, current: int, total: int, message: str) -> None:
         if self.claim is not None and self.claim.superseded:
@@ -429,14 +440,12 @@ class ProgressReporter:
                 progress_total=total,
                 progress_message=message[:200],
             )
-        statement = update(Run).where(
-            Run.id == self.run_id, Run.state.in_(("STARTED", "PROGRESS"))
+        statement = update(RUNS).where(
+            COLUMNS.id == self.run_id, COLUMNS.state.in_(("STARTED", "PROGRESS"))
         )
         if self.claim is not None:
             statement = statement.where(self.claim.current())
-        result = db.session.execute(
-            statement.values(**values).execution_options(synchronize_session=False)
-        )
+        result = db.session.execute(statement.values(**values))
         db.session.commit()
         self._written_at = started
         self._pending = False
@@ -446,33 +455,48 @@ class ProgressReporter:
             notify(self.run_id)  # a heartbeat alone changes nothing a waiter sees
         return result.rowcount == 1
 
-    def _keep_up(self) -> None:
-        while not self._stop.wait(self.interval):
-            with self._lock:
-                quiet = time.monotonic() - self._written_at
-                superseded = self.claim is not None and self.claim.superseded
-                if (
-                    self._cancelled
-                    or superseded
-                    or not (
-                        (self._pending and quiet >= self.interval) or quiet >= self.beat
-                    )
-                ):
-                    continue
-                # Its own app context: its own session and connection.
-                with self._app.app_context():
-                    try:
-                        claim = self.claim
-                        # Refused and taken over: the task's thread raises
-                        # RunSuperseded at its next report.
-                        if not self._write() and claim and claim.taken_over():
-                            claim.refused("heartbeat")
-                    except Exception as exc:  # the database away: try again later
-                        db.session.rollback()
-                        self._written_at = time.monotonic()
-                        log.warning(
-                            "run %s: progress not written: %s", self.run_id, exc
-                        )
+    def _due(self) -> bool:
+        quiet = time.monotonic() - self._written_at
+        superseded = self.claim is not None and self.claim.superseded
+        return not (self._closed or self._cancelled or superseded) and (
+            (self._pending and quiet >= self.interval) or quiet >= self.beat
+        )
+
+    def tick(self) -> None:
+        """From the ticker thread: write a held-back report, or the heartbeat."""
+        with self._lock:
+            if not self._due():
+                return
+            # Its own app context: its own session and connection.
+            with self._app.app_context():
+                try:
+                    claim = self.claim
+                    # Refused and taken over: the task's thread raises
+                    # RunSuperseded at its next report.
+                    if not self._write() and claim and claim.taken_over():
+                        claim.refused("heartbeat")
+                except Exception as exc:  # the database away: try again later
+                    db.session.rollback()
+                    self._written_at = time.monotonic()
+                    log.warning("run %s: progress not written: %s", self.run_id, exc)
+
+
+class _Ticker:
+    """One daemon thread per process for every running reporter's held-back reports
+    and heartbeats, instead of a thread started (and joined) for each run."""
+
+    def __init__(self) -> None:
+        self.reporters: weakref.WeakSet[ProgressReporter] = weakref.WeakSet()
+        threading.Thread(target=self._loop, name="run-progress", daemon=True).start()
+
+    def _loop(self) -> None:
+        while True:
+            time.sleep(TICK_SECONDS)
+            for reporter in list(self.reporters):
+                reporter.tick()
+
+
+_ticker = PerProcess(_Ticker)
 
 
 def _jsonable(value: Mapping[str, Any]) -> dict[str, Any]:

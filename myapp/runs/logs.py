@@ -25,7 +25,6 @@ interleaved with them.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import threading
 import time
@@ -39,6 +38,7 @@ from sqlalchemy import Connection, Engine, func, insert, select, update
 
 from myapp.extensions import db
 from myapp.models import Run, RunLogBatch
+from myapp.per_process import PerProcess
 from myapp.runs.transitions import Claim
 
 log = logging.getLogger(__name__)
@@ -216,7 +216,6 @@ class _Flusher:
 
     def __init__(self) -> None:
         self.handlers: weakref.WeakSet[RunLogHandler] = weakref.WeakSet()
-        self.pid = os.getpid()
         self.wake = threading.Event()
         threading.Thread(target=self._loop, name="run-log-flusher", daemon=True).start()
 
@@ -227,17 +226,7 @@ class _Flusher:
                 handler.flush()
 
 
-_flusher: _Flusher | None = None
-_flusher_lock = threading.Lock()
-
-
-def _process_flusher() -> _Flusher:
-    """This process's flusher; a forked pool process starts its own."""
-    global _flusher
-    with _flusher_lock:
-        if _flusher is None or _flusher.pid != os.getpid():
-            _flusher = _Flusher()
-        return _flusher
+_flusher = PerProcess(_Flusher)
 
 
 @contextmanager
@@ -248,7 +237,7 @@ def run_log(run_id: str, claim: Claim | None = None) -> Iterator[logging.Logger]
         run_id, db.engine, current_app.config["RUN_LOG_MAX_LINES"], claim
     )
     logger = RunLogger(handler)
-    flusher = _process_flusher()
+    flusher = _flusher.get()
     flusher.handlers.add(handler)
     try:
         yield logger
