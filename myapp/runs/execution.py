@@ -19,6 +19,7 @@ without touching the run.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -31,7 +32,7 @@ from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 from flask import current_app
-from sqlalchemy import Row, and_, func, or_, update
+from sqlalchemy import DateTime, Row, Update, and_, bindparam, func, or_, update
 from sqlalchemy.exc import IntegrityError
 
 from myapp.extensions import db, get_store
@@ -42,6 +43,7 @@ from myapp.runs.logs import run_log
 from myapp.runs.results import ResultNotSerializable, jsonable
 from myapp.runs.transitions import (
     COLUMNS,
+    LOGGED,
     RUNS,
     Claim,
     apply_returning,
@@ -52,6 +54,7 @@ from myapp.runs.transitions import (
     is_transient,
     log_run,
     mark_retry,
+    one_of,
 )
 from myapp.runs.waiting import notify
 from myapp.store import AttemptSuperseded
@@ -328,27 +331,47 @@ def _claim_update(
     run_id: str, worker: str | None, now: datetime, stale: datetime, max_attempts: int
 ) -> Row | None:
     return apply_returning(
-        update(RUNS)
-        .where(COLUMNS.id == run_id)
-        .where(
-            or_(
-                COLUMNS.state.in_(("PENDING", "RETRY")),
-                and_(
-                    COLUMNS.state.in_(("STARTED", "PROGRESS")),
-                    or_(COLUMNS.heartbeat_at.is_(None), COLUMNS.heartbeat_at < stale),
-                    COLUMNS.attempts < max_attempts,
+        _CLAIM,
+        {
+            "run": run_id,
+            "worker_name": worker,
+            "now": now,
+            "stale": stale,
+            "max_attempts": max_attempts,
+        },
+    )
+
+
+# Built once: building the statement cost more than running it (py-spy, a trivial
+# run on SQLite).
+_CLAIM = (
+    update(RUNS)
+    .where(COLUMNS.id == bindparam("run"))
+    .where(
+        or_(
+            one_of(COLUMNS.state, ("PENDING", "RETRY")),
+            and_(
+                one_of(COLUMNS.state, ("STARTED", "PROGRESS")),
+                or_(
+                    COLUMNS.heartbeat_at.is_(None),
+                    COLUMNS.heartbeat_at < bindparam("stale", type_=DateTime()),
                 ),
-            )
-        )
-        .values(
-            state="STARTED",
-            started_at=now,
-            heartbeat_at=now,
-            attempts=COLUMNS.attempts + 1,
-            worker=worker,
-            dispatched_at=func.coalesce(COLUMNS.dispatched_at, now),
+                COLUMNS.attempts < bindparam("max_attempts"),
+            ),
         )
     )
+    .values(
+        state="STARTED",
+        started_at=bindparam("now", type_=DateTime()),
+        heartbeat_at=bindparam("now", type_=DateTime()),
+        attempts=COLUMNS.attempts + 1,
+        worker=bindparam("worker_name"),
+        dispatched_at=func.coalesce(
+            COLUMNS.dispatched_at, bindparam("now", type_=DateTime())
+        ),
+    )
+    .returning(*LOGGED)
+)
 
 
 class ProgressReporter:
@@ -440,12 +463,12 @@ class ProgressReporter:
                 progress_total=total,
                 progress_message=message[:200],
             )
-        statement = update(RUNS).where(
-            COLUMNS.id == self.run_id, COLUMNS.state.in_(("STARTED", "PROGRESS"))
-        )
+        params = {f"new_{name}": value for name, value in values.items()}
+        params["run"] = self.run_id
         if self.claim is not None:
-            statement = statement.where(self.claim.current())
-        result = db.session.execute(statement.values(**values))
+            params["attempt"] = self.claim.attempt
+        statement = _progress_statement(tuple(values), self.claim is not None)
+        result = db.session.execute(statement, params)
         db.session.commit()
         self._written_at = started
         self._pending = False
@@ -479,6 +502,19 @@ class ProgressReporter:
                     db.session.rollback()
                     self._written_at = time.monotonic()
                     log.warning("run %s: progress not written: %s", self.run_id, exc)
+
+
+@functools.cache
+def _progress_statement(columns: tuple[str, ...], fenced: bool) -> Update:
+    """A progress or heartbeat UPDATE, built once per shape (see `_CLAIM`)."""
+    statement = update(RUNS).where(
+        COLUMNS.id == bindparam("run"), one_of(COLUMNS.state, ("STARTED", "PROGRESS"))
+    )
+    if fenced:
+        statement = statement.where(COLUMNS.attempts == bindparam("attempt"))
+    return statement.values(
+        {name: bindparam(f"new_{name}", type_=COLUMNS[name].type) for name in columns}
+    )
 
 
 class _Ticker:

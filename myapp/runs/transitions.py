@@ -7,6 +7,7 @@ one log line per transition is written from what the UPDATE returned.
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,7 +15,17 @@ from typing import Any
 
 import redis
 from flask import current_app
-from sqlalchemy import ColumnElement, Row, Update, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    Update,
+    bindparam,
+    literal,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.exc import OperationalError
 
 from myapp import metrics
@@ -177,26 +188,46 @@ def end_run(
     """Move an active run to a final state; False if it had already ended (or, with
     `claim` or `workers`, if another attempt owns it)."""
     now = utcnow()
-    statement = update(RUNS).where(
-        COLUMNS.id == run_id, COLUMNS.state.in_(ACTIVE_STATES)
-    )
+    values = {"finished_at": now, "heartbeat_at": now, **values}
+    statement = _end_statement(tuple(sorted(values)), claim is not None, bool(workers))
+    params = {f"new_{name}": value for name, value in values.items()}
+    params["run"] = run_id
     if claim is not None:
-        statement = statement.where(claim.current())
+        params["attempt"] = claim.attempt
     if workers:
-        statement = statement.where(COLUMNS.worker.in_(workers))
-    return apply_logged(statement.values(finished_at=now, heartbeat_at=now, **values))
+        params["workers"] = workers
+    return apply_returning(statement, params) is not None
 
 
-def apply_logged(statement: Update) -> bool:
-    """Run one conditional UPDATE of one run and commit; when it matched, write the
-    transition's log line from the columns it returned (no second query)."""
-    return apply_returning(statement) is not None
+def one_of(column: ColumnElement[Any], values: tuple[str, ...]) -> ColumnElement[bool]:
+    """`column IN (…)` for a fixed set, written out: an IN of literals is rendered
+    anew at every execution (SQLAlchemy's expanding parameters)."""
+    return or_(*(column == literal(value) for value in values))
 
 
-def apply_returning(statement: Update) -> Row | None:
-    """`apply_logged`, answering the columns the UPDATE returned (LOGGED), or None
-    when it matched no row."""
-    changed = db.session.execute(statement.returning(*LOGGED)).first()
+@functools.cache
+def _end_statement(columns: tuple[str, ...], fenced: bool, by_workers: bool) -> Update:
+    """The UPDATE … RETURNING that ends a run, built once per shape: building a
+    statement costs more than executing it on a trivial run."""
+    statement = update(RUNS).where(
+        COLUMNS.id == bindparam("run"), one_of(COLUMNS.state, ACTIVE_STATES)
+    )
+    if fenced:
+        statement = statement.where(COLUMNS.attempts == bindparam("attempt"))
+    if by_workers:
+        statement = statement.where(
+            COLUMNS.worker.in_(bindparam("workers", expanding=True))
+        )
+    return statement.values(
+        {name: bindparam(f"new_{name}", type_=COLUMNS[name].type) for name in columns}
+    ).returning(*LOGGED)
+
+
+def apply_returning(statement: Update, params: dict[str, Any]) -> Row | None:
+    """Run one conditional UPDATE … RETURNING LOGGED of one run and commit; when it
+    matched, write the transition's log line from the columns it returned (no
+    second query). The row it returned, or None when it matched no row."""
+    changed = db.session.execute(statement, params).first()
     db.session.commit()
     if changed is not None:
         log_transition(*changed)
