@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 import pickle
 import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -15,12 +16,12 @@ from sqlalchemy import update
 
 from myapp.extensions import db, get_store
 from myapp.models import Run, utcnow
-from myapp.runs import ProgressReporter, execute_run
-from myapp.runs.errors import RunSuperseded
+from myapp.runs import ProgressReporter, execute_run, execution, reaper
+from myapp.runs.errors import RunFailed, RunSuperseded
 from myapp.runs.execution import _claim
 from myapp.runs.logs import read_lines, run_log
 from myapp.runs.transitions import Claim, fail_run, finish_run
-from myapp.store import AttemptSuperseded
+from myapp.store import AttemptSuperseded, DataStore
 from myapp.tasks import get_definition
 from myapp.testing import pending_run, wait_for
 
@@ -195,3 +196,149 @@ def test_a_commit_caught_mid_staging_by_a_takeover_appends_once(app):
         assert taken_over[0].appended and taken_over[0].count == 3
         assert store.total() == 3
         assert store.run_span(run_id) == (taken_over[0].first_id, 3)
+
+
+# -- the reaper's window ---------------------------------------------------------------
+#
+# The reaper does not fence an attempt: it marks a run whose lease lapsed RETRY and
+# sends it again, and only the next claim sets `attempts` to a new number. Between
+# the two, the older attempt (paused, or on a slow link, not dead) may still finish
+# or commit its rows. These drive exactly that order.
+
+
+class Hold:
+    """Holds the thread that calls it until the test lets it go."""
+
+    def __init__(self) -> None:
+        self.reached = threading.Event()
+        self.go = threading.Event()
+
+    def __call__(self) -> None:
+        self.reached.set()
+        assert self.go.wait(30), "never let go"
+
+    def wait(self) -> None:
+        assert self.reached.wait(30), "never reached"
+
+
+def sent_again(run_id: str) -> None:
+    """The reaper's decision: the lease lapsed, a pass marks the run RETRY and
+    sends it again."""
+    lapse_lease(run_id)
+    report = reaper.reap_runs()
+    assert report.resent == [run_id], report
+    assert fresh(run_id).state == "RETRY"
+
+
+def seen(run_id: str) -> tuple[dict, list, tuple]:
+    """The run's JSON, its log lines and its span of rows."""
+    run = fresh(run_id)
+    return run.to_dict(), read_lines(run)["lines"], get_store().run_span(run_id)
+
+
+def test_an_attempt_finishing_after_the_reaper_sent_its_run_again_ends_it_once(
+    app, monkeypatch
+):
+    params = {"rows": 5, "steps": 2, "pause": 0}
+    before_finish = Hold()
+
+    def held_finish(*args, **kwargs):
+        before_finish()
+        return finish_run(*args, **kwargs)
+
+    monkeypatch.setattr(execution, "finish_run", held_finish)
+    with app.app_context():
+        run_id = pending_run("paced", params, source="api").id
+        old = run_in_thread(app, run_id, params, "host-a")
+        before_finish.wait()  # its rows are in, its log written
+        sent_again(run_id)
+        before_finish.go.set()
+        old["thread"].join(30)
+        # Still the run's current attempt (no claim since): its finish is the run's.
+        assert old["result"]["attempt"] == 1, old
+        done = seen(run_id)
+        assert (done[0]["state"], done[0]["attempts"]) == ("SUCCESS", 1)
+        assert done[0]["result"] == old["result"] and done[2][1] == 5
+
+        # The message the reaper sent arrives: the run has ended, nothing runs.
+        monkeypatch.setattr(execution, "finish_run", finish_run)
+        new = run_in_thread(app, run_id, params, "host-b")
+        new["thread"].join(30)
+        assert new.get("result") == old["result"], new
+        assert seen(run_id) == done
+        assert get_store().total() == 5
+        assert not reaper.reap_runs()  # and nothing is left for the reaper
+
+
+@pytest.mark.parametrize("first", ["the new claim", "the old attempt's next write"])
+def test_an_attempt_committing_after_the_reaper_sent_its_run_again_appends_once(
+    app, monkeypatch, first
+):
+    params = {"rows": 5, "steps": 2, "pause": 0}
+    before_commit, after_commit = Hold(), Hold()
+    commit_run = DataStore.commit_run
+
+    def held_commit(self, run_id, rows, *args, attempt=None, **kwargs):
+        if attempt == 1:
+            before_commit()
+        committed = commit_run(self, run_id, rows, *args, attempt=attempt, **kwargs)
+        if attempt == 1:
+            after_commit()
+        return committed
+
+    monkeypatch.setattr(DataStore, "commit_run", held_commit)
+    with app.app_context():
+        run_id = pending_run("paced", params, source="api").id
+        old = run_in_thread(app, run_id, params, "host-a")
+        before_commit.wait()
+        # Its last report and its lines written (by threads, a moment later), so
+        # no heartbeat lands between the lapse and the reaper's pass.
+        wait_for(
+            lambda: (
+                (
+                    fresh(run_id).progress_current == 2
+                    and len(read_lines(fresh(run_id))["lines"]) == 2
+                )
+                or None
+            ),
+            10,
+            0.05,
+            "attempt 1's last report and lines written",
+        )
+        sent_again(run_id)
+        before_commit.go.set()
+        after_commit.wait()  # attempt 1's rows are in; it has not finished
+        assert get_store().run_span(run_id)[1] == 5
+        if first == "the new claim":
+            new = run_in_thread(app, run_id, params, "host-b")
+            new["thread"].join(30)
+            done = seen(run_id)
+            after_commit.go.set()
+            old["thread"].join(30)
+            # Its next write finds a later attempt: it stops, writing nothing.
+            assert isinstance(old.get("error"), RunSuperseded), old
+        else:
+            waiting = seen(run_id)
+            # Past the reporter's 0.2 s interval: its next report is written at
+            # once, not held back (and then refused from its thread).
+            time.sleep(0.3)
+            after_commit.go.set()
+            old["thread"].join(30)
+            # Its next write finds the run RETRY: it stops, writing nothing
+            # (it takes that for a cancel: no later attempt exists yet).
+            assert isinstance(old.get("error"), RunFailed), old
+            assert seen(run_id) == waiting
+            new = run_in_thread(app, run_id, params, "host-b")
+            new["thread"].join(30)
+            done = seen(run_id)
+        # The new attempt ran and finished the run; the rows are attempt 1's, once.
+        assert new.get("result", {}).get("attempt") == 2, new
+        assert (done[0]["state"], done[0]["attempts"]) == ("SUCCESS", 2)
+        assert done[0]["result"]["rows"] == 5 and done[2][1] == 5
+        assert done[0]["result"]["first_id"] == done[2][0]
+        assert seen(run_id) == done
+        assert get_store().total() == 5
+        messages = [line["message"] for line in done[1]]
+        assert messages[:2] == ["attempt 1 step 1", "attempt 1 step 2"]
+        assert messages[2:] == ["attempt 2 step 1", "attempt 2 step 2"]
+        assert not reaper.reap_runs()

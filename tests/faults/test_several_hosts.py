@@ -7,20 +7,24 @@ healed, nothing it still does changes that run (state, result, finished_at, log,
 rows). A cut inside a transaction holds row locks until the server drops the
 session: the claim and the reaper give up on the lock meanwhile instead of hanging.
 Slowness alone loses no lease. The test process plays beat: its sweeps are the
-reaper's passes.
+reaper's passes. The beat host holding the lock, cut off, is taken over by the
+other beat within the lock's lifetime and a wake-up; healed, it sends nothing.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import socket
 import time
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import redis
 import requests
+from flask import Flask
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 from sqlalchemy import create_engine, update
@@ -34,9 +38,12 @@ from myapp.runs.logs import read_lines
 from myapp.testing import (
     FaultProxy,
     Host,
+    Service,
     Web,
+    add_schedule,
     app_environ,
     pending_run,
+    procfile_command,
     settle,
     sweep,
     wait_for,
@@ -341,6 +348,128 @@ def test_a_web_host_cut_off_from_redis_still_accepts_starts(make_app, hosts, tmp
     assert done[run_id].state == "SUCCESS"
     took = time.monotonic() - started
     print(f"start answered 202 in {answered:.1f} s, run finished after {took:.1f} s")
+
+
+# -- beat on two hosts -----------------------------------------------------------------
+
+# Beat's lock, shortened on beat's command line as an operator could (Celery's
+# `celery beat -- redbeat_lock_timeout=(int)N`): the shipped 25 s lock and 5 s
+# wake-up make the README's 30 s; here a waiting beat takes over within 8 + 1 s.
+BEAT_LOCK_SECONDS = 8
+BEAT_WAKE_SECONDS = 1
+BEAT_TAKEOVER_BOUND_S = BEAT_LOCK_SECONDS + BEAT_WAKE_SECONDS
+# Room for two processes waiting for a CPU on a loaded 2-core machine.
+BEAT_SLACK_S = 5
+FIRE_EVERY_S = 2
+SCHEDULE = "often"
+# The line beat logs just before it publishes a fire of the schedule.
+SENT = f"Scheduler: Sending due task {SCHEDULE} "
+
+
+class HostBeat(Service):
+    """The Procfile's beat on a host (its Redis and database links through the
+    host's proxies), waking every BEAT_WAKE_SECONDS with a BEAT_LOCK_SECONDS lock;
+    returns once it has started. Killed with the host's workers."""
+
+    def __init__(self, host: Host, app: Flask, logdir: Path) -> None:
+        env = host.environ(app_environ(app))
+        argv = [
+            *procfile_command("beat", env),
+            "--max-interval",
+            str(BEAT_WAKE_SECONDS),
+            "--",
+            f"redbeat_lock_timeout=(int){BEAT_LOCK_SECONDS}",
+        ]
+        log = logdir / f"beat-{host.name}.log"
+        super().__init__(f"beat-{host.name}", argv, env, log)
+        host.workers.append(self)
+        self.wait_until(lambda: "beat: Starting..." in self.log(), "started")
+
+    def acquired(self, since: int = 0) -> int:
+        """How often it took the lock, in its log after the first `since`
+        characters."""
+        return self.log()[since:].count("beat: Acquired lock")
+
+    def sends(self, since: int = 0) -> int:
+        """Fires of the schedule it sent, in its log after `since` characters."""
+        return self.log()[since:].count(SENT)
+
+
+def fires(client, schedule_id: int) -> list[datetime]:
+    """The fire time of each run of the schedule, as the runs list shows them
+    (every page; a fire with two runs would appear twice)."""
+    found: list[datetime] = []
+    url: str | None = f"/api/runs?schedule_id={schedule_id}&limit=100"
+    while url:
+        response = client.get(url)
+        assert response.status_code == 200, response.get_json()
+        body = response.get_json()
+        for run in body["items"]:
+            assert run["source"] == "beat", run
+            found.append(datetime.fromisoformat(run["fire_at"].replace("Z", "+00:00")))
+        url = body["next"]
+    return found
+
+
+def test_the_beat_host_cut_off_is_taken_over_and_sends_nothing_healed(
+    make_app, hosts, tmp_path, redis_server
+):
+    app = make_app(**REHEARSAL)
+    client = app.test_client()
+    a, b = hosts("a"), hosts("b")
+    b.worker(app, tmp_path)
+    schedule_id = add_schedule(
+        app,
+        FIRE_EVERY_S,
+        name=SCHEDULE,
+        task="paced",
+        params={"rows": 1, "steps": 1, "pause": 0},
+    )
+    beat_a = HostBeat(a, app, tmp_path)
+    wait_for(beat_a.acquired, 60, 0.1, "beat a holding the lock")
+    beat_b = HostBeat(b, app, tmp_path)
+    # The shortened lock is the one in use.
+    lock = app.extensions["celery"].conf.redbeat_key_prefix + ":lock"
+    assert 0 < redis_server.client().pttl(lock) <= BEAT_LOCK_SECONDS * 1000
+    wait_for(lambda: len(fires(client, schedule_id)) >= 3, 60, 0.2, "runs from a")
+    assert beat_a.sends() >= 3 and beat_b.sends() == 0 and not beat_b.acquired()
+
+    a.cut()
+    cut_at, cut_wall = time.monotonic(), datetime.now(UTC)
+    wait_for(beat_b.acquired, BEAT_TAKEOVER_BOUND_S + 30, 0.1, "beat b taking over")
+    took = time.monotonic() - cut_at
+    wait_for(beat_b.sends, 10, 0.1, "beat b sending")
+    sent = time.monotonic() - cut_at
+    print(f"beat b took the lock {took:.1f} s and sent {sent:.1f} s after the cut")
+    assert took <= BEAT_TAKEOVER_BOUND_S + BEAT_SLACK_S, took
+    # Runs keep arriving, sent by b (a cannot reach Redis).
+    wait_for(
+        lambda: len([f for f in fires(client, schedule_id) if f > cut_wall]) >= 3,
+        30,
+        0.2,
+        "runs of fires after the cut",
+    )
+
+    healed = len(beat_a.log())
+    a.heal()
+    # a's next renewal finds the lock gone, and a waits like any other beat.
+    beat_a.wait_until(
+        lambda: "beat: lost the lock" in beat_a.log()[healed:],
+        "finding its lock gone",
+        timeout=60,
+    )
+    after_heal = beat_b.sends()
+    wait_for(lambda: beat_b.sends() >= after_heal + 3, 30, 0.2, "b sending on")
+    since_heal = beat_a.log()[healed:]
+    assert SENT not in since_heal and not beat_a.acquired(healed), since_heal
+    assert beat_a.alive() and beat_b.alive()
+    # What users see: one run per fire, on the schedule's grid, none missing
+    # since b took over.
+    every = fires(client, schedule_id)
+    assert len(set(every)) == len(every), sorted(every)
+    since_b = sorted(f for f in every if f > cut_wall)
+    steps = {(y - x).total_seconds() for x, y in itertools.pairwise(since_b)}
+    assert steps == {float(FIRE_EVERY_S)}, since_b
 
 
 def test_the_proxy_cuts_delays_resets_and_heals(redis_server):
