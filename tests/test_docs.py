@@ -102,7 +102,8 @@ def test_the_pages_exist():
 
 @pytest.mark.parametrize("path", documents(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_relative_link_resolves(path):
-    assert broken_links(path) == []
+    problems = broken_links(path)
+    assert not problems, "broken links:\n" + "\n".join(problems)
 
 
 def test_a_broken_link_or_anchor_is_reported(tmp_path):
