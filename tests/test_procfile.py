@@ -310,9 +310,9 @@ def test_two_beats_send_with_one_voice_and_the_second_takes_over(
     before, after = sends(first, "generate-data"), sends(second, "generate-data")
     # One voice: the second beat sent nothing while the first was alive.
     assert min(after) > killed_at > max(before)
-    # It took over within the bound the README states (30 s: the lock's 25 s, then
-    # at most one 5 s wait to try again), give or take the moments two processes
-    # wait for a CPU on a busy machine.
+    # It took over within the bound docs/operations.md states (30 s: the lock's 25 s,
+    # then at most one 5 s wait to try again), give or take the moments two
+    # processes wait for a CPU on a busy machine.
     assert min(after) - killed_at <= timedelta(seconds=bound + 2)
     # No fire sent twice: each message names its schedule's fire time (on the
     # schedule's grid, whichever beat sent it), and no two name the same one...

@@ -14,8 +14,8 @@ from myapp.testing import RedisServer, Worker
 
 @pytest.fixture
 def fast_recovery() -> dict[str, Any]:
-    """Small recovery bounds so faults resolve in seconds; the README states the
-    shipped ones."""
+    """Small recovery bounds so faults resolve in seconds; docs/reliability.md
+    states the shipped ones."""
     return {
         "RUN_LEASE_SECONDS": 3,
         "REDISPATCH_SECONDS": 5,

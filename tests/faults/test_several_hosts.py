@@ -56,7 +56,8 @@ pytestmark = pytest.mark.skipif(
 )
 
 TASKS = "tests.host_tasks"
-# Short timings, so each scenario takes seconds; the README states the shipped ones.
+# Short timings, so each scenario takes seconds; docs/reliability.md states the
+# shipped ones.
 REHEARSAL = {
     "TASK_MODULES": TASKS,
     "RUN_LEASE_SECONDS": 3,

@@ -17,8 +17,8 @@ from myapp.models import Run, utcnow
 from myapp.runs import reaper
 from myapp.testing import settle, wait_for
 
-# The bound stated in the README for these settings: lease 3 s + reaper pass +
-# a run of 3 s, twice over, with room for a loaded 2-core machine.
+# The bound docs/reliability.md states, for these settings: lease 3 s + reaper
+# pass + a run of 3 s, twice over, with room for a loaded 2-core machine.
 RECOVERY_BOUND_S = 90
 
 
