@@ -58,9 +58,9 @@ upgrade: | $(UV)
 	$(UV) lock --upgrade
 	$(MAKE) test
 
-# .env.example is generated from the settings table in myapp/config.py.
+# .env.example is generated from the settings table in myapp/settings.py.
 env-example: install
-	$(BIN)/python -c 'from myapp.config import env_example; print(env_example(), end="")' > .env.example
+	$(BIN)/python -c 'from myapp.settings import env_example; print(env_example(), end="")' > .env.example
 
 clean:
 	rm -rf $(VENV) .tools instance .pytest_cache .ruff_cache

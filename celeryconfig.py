@@ -5,6 +5,8 @@ from datetime import timedelta
 
 from kombu import Exchange, Queue
 
+from myapp.redis_clients import CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS
+
 # Messages are JSON only: a pickled message on the queue is refused, never executed.
 accept_content = ["json"]
 task_serializer = "json"
@@ -37,8 +39,8 @@ task_time_limit = 720
 # instead of hanging the request (the worker's own blocking reads are 1 s BRPOPs).
 broker_transport_options = {
     "visibility_timeout": 1800,
-    "socket_timeout": 5,
-    "socket_connect_timeout": 2,
+    "socket_timeout": READ_TIMEOUT_SECONDS,
+    "socket_connect_timeout": CONNECT_TIMEOUT_SECONDS,
 }
 # The backend's own reconnect policy (20 tries, 1 s apart) would hold a caller ~20 s
 # when Redis is down; fail within about a second instead: the run row, not the
@@ -55,8 +57,8 @@ result_backend_transport_options = {
 
 # An unreachable Redis must fail a connect in seconds, not hang a web request; a
 # silent one (a cut link) a read.
-redis_socket_connect_timeout = 2
-redis_socket_timeout = 5
+redis_socket_connect_timeout = CONNECT_TIMEOUT_SECONDS
+redis_socket_timeout = READ_TIMEOUT_SECONDS
 
 # Keep retrying the broker at startup instead of exiting (Celery 6 default).
 broker_connection_retry_on_startup = True
@@ -119,8 +121,8 @@ redbeat_key_prefix = "myapp:beat:"
 # only some of its calls, none of the lock's, and block a pass for their whole period;
 # myapp.beat.Scheduler rides out an outage of any length in its own loop instead.
 redbeat_redis_options = {
-    "socket_connect_timeout": 2,
-    "socket_timeout": 5,
+    "socket_connect_timeout": CONNECT_TIMEOUT_SECONDS,
+    "socket_timeout": READ_TIMEOUT_SECONDS,
 }
 
 # The maintenance passes: in code, not schedules users edit. The schedules users

@@ -6,19 +6,21 @@ per run transition, from `myapp.runs`) to stderr, so the platform collects both.
 
 import os
 
+from myapp.settings import read_settings
 from myapp.web.server import BufferingWorker
 
-bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
-workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-threads = int(os.environ.get("WEB_THREADS", "4"))
+# PORT and WEB_*: the environment's values, else the settings table's defaults.
+_settings = read_settings(os.environ)
+
+bind = f"0.0.0.0:{_settings['PORT']}"
+workers = _settings["WEB_CONCURRENCY"]
+threads = _settings["WEB_THREADS"]
 # gthread, but a thread only ever gets a whole request: the worker's event loop reads
 # each head and body first, so slow clients cannot hold the threads. A request not
 # whole this many seconds after its connection opened gets 408 (myapp/web/server.py).
-worker_class = BufferingWorker.with_read_timeout(
-    int(os.environ.get("WEB_READ_TIMEOUT", "20"))
-)
+worker_class = BufferingWorker.with_read_timeout(_settings["WEB_READ_TIMEOUT"])
 # Requests never wait on a task: anything slower than this is a bug worth a restart.
-timeout = int(os.environ.get("WEB_TIMEOUT", "30"))
+timeout = _settings["WEB_TIMEOUT"]
 # Platforms send SIGTERM then SIGKILL after ~30 s: finish requests well before that.
 graceful_timeout = 20
 # Recycle a worker now and then so slow memory growth cannot build up; the jitter

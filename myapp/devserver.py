@@ -30,6 +30,7 @@ import redis
 from dotenv import dotenv_values
 
 from myapp import localstack
+from myapp.settings import read_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 # The Procfile processes `make run` starts (release runs first, by itself).
@@ -227,7 +228,7 @@ def _honcho_command(env: Mapping[str, str]) -> list[str]:
     """honcho, with a kill grace longer than the workers' own shutdown: honcho
     SIGKILLs whatever still runs 5 s after its SIGTERM (`KILL_WAIT`, no option), and
     a Celery worker may take WORKER_SHUTDOWN_SECONDS to hand back its tasks."""
-    grace = int(env.get("WORKER_SHUTDOWN_SECONDS") or 20) + 10
+    grace = read_settings(env)["WORKER_SHUTDOWN_SECONDS"] + 10
     start = (
         "import sys, honcho.command, honcho.manager; "
         f"honcho.manager.KILL_WAIT = {grace}; "
@@ -258,7 +259,7 @@ def main() -> int:
     instance.mkdir(parents=True, exist_ok=True)
     bin_dir = str(Path(sys.executable).parent)
     env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
-    env.setdefault("PORT", "8000")
+    env.setdefault("PORT", str(read_settings(env)["PORT"]))
     # Counters of the processes of an earlier start would be added to this one's.
     if not env.get("PROMETHEUS_MULTIPROC_DIR"):
         env["PROMETHEUS_MULTIPROC_DIR"] = str(instance / "metrics")

@@ -37,14 +37,8 @@ def redis_init_app(app: Flask) -> None:
     """One Redis pool per app, kept in `app.extensions`, and the data store on a
     pool of its own (DATA_REDIS_URL, REDIS_URL by default); both found through the
     sentinels when REDIS_SENTINELS is set (myapp.redis_clients)."""
-    app.extensions["redis"] = redis_target(app.config).client(
-        decode_responses=True,
-        # Fail fast when Redis is away: callers answer with a clear error instead of
-        # hanging a web worker.
-        socket_connect_timeout=2,
-        socket_timeout=5,
-        health_check_interval=30,
-        retry_on_timeout=False,
+    app.extensions["redis"] = redis_target(app.config).fail_fast_client(
+        decode_responses=True
     )
     app.extensions["store"] = DataStore.from_target(
         data_target(app.config), app.config["DATA_PREFIX"]

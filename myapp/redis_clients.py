@@ -28,6 +28,12 @@ from redis.sentinel import Sentinel
 
 # Asking a sentinel is quick or it is down: the next one is asked.
 SENTINEL_SOCKET_TIMEOUT = 1.0
+# Fail fast when Redis is away, so callers answer with a clear error instead of
+# hanging a web worker: a connect gives up after this many seconds, and a read or
+# write that gets no answer (a cut link) after this many. celeryconfig.py gives
+# Celery's and redbeat's clients the same bounds.
+CONNECT_TIMEOUT_SECONDS = 2
+READ_TIMEOUT_SECONDS = 5
 
 
 @dataclass(frozen=True)
@@ -69,6 +75,18 @@ class RedisTarget:
             **options,
         )
         return sentinel.master_for(self.master, redis_class=redis.Redis)
+
+    def fail_fast_client(self, **options: Any) -> redis.Redis:
+        """A client for the app's own calls (the app's Redis, the data set): it
+        gives up within the timeouts above and checks an idle connection before
+        using it again; `options` as `client`'s."""
+        return self.client(
+            socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
+            socket_timeout=READ_TIMEOUT_SECONDS,
+            health_check_interval=30,
+            retry_on_timeout=False,
+            **options,
+        )
 
     def celery_url(self) -> str:
         """The URL of kombu's broker transport and Celery's result backend:

@@ -6,11 +6,19 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
+from collections.abc import Mapping
 from typing import Any
 
 from celery import Celery, Task
 from celery.exceptions import TimeLimitExceeded
-from celery.signals import worker_init, worker_process_init, worker_ready
+from celery.signals import (
+    celeryd_init,
+    worker_init,
+    worker_process_init,
+    worker_ready,
+)
+from celery.utils.nodenames import default_nodename, host_format
 from celery.utils.threads import bound_open_broker_sockets
 from celery.worker.consumer import Consumer as CeleryConsumer
 from celery.worker.consumer.consumer import COLLECT_SOCKET_TIMEOUT
@@ -22,6 +30,7 @@ from myapp import metrics, redis_clients, runs
 from myapp.beat import quiet_routine_logs
 from myapp.extensions import db, get_store
 from myapp.runs import reaper
+from myapp.settings import read_settings
 from myapp.tasks import TaskDefinition, task_registry
 
 log = logging.getLogger(__name__)
@@ -30,6 +39,8 @@ log = logging.getLogger(__name__)
 MAX_RETRIES = 5
 # While the broker is away, the worker tries to reconnect this often.
 RECONNECT_SECONDS = 2
+# The queue of the maintenance passes (celeryconfig's task_routes for `myapp.*`).
+MAINTENANCE_QUEUE = "maintenance"
 
 
 class Consumer(CeleryConsumer):
@@ -92,6 +103,41 @@ class Request(CeleryRequest):
 
 def celery_init_app(app: Flask) -> Celery:
     """Build the app's Celery app from celeryconfig.py plus the app's config."""
+    # This worker's node name (the `worker` its claims write), for writes made
+    # outside a task's own request.
+    node: list[str] = []
+    celery_app = Celery(app.import_name, task_cls=_flask_task(app, node))
+    celery_app.config_from_object("celeryconfig")
+    # The worker program's settings (WORKER_*): read here, where the app is built,
+    # from the settings table; its command line still wins over them.
+    program = read_settings(os.environ)
+    celery_app.conf.update(
+        {
+            # Broker, results and redbeat: REDIS_URL's server or the sentinels'
+            # primary.
+            **redis_clients.celery_config(app.config, celery_app.conf),
+            "worker_concurrency": program["WORKER_CONCURRENCY"],
+            "worker_soft_shutdown_timeout": float(program["WORKER_SHUTDOWN_SECONDS"]),
+            **app.config.get("CELERY", {}),
+        }
+    )
+    # Beat reads the schedules table through this app (myapp.schedules.sender).
+    celery_app.flask_app = app
+    with app.app_context():
+        definitions = list(task_registry().values())
+    _route(celery_app, definitions)
+    for definition in definitions:
+        _register(celery_app, definition)
+    _register_maintenance(celery_app)
+    quiet_routine_logs()
+    _connect_signals(app, celery_app, node, program)
+    celery_app.set_default()
+    app.extensions["celery"] = celery_app
+    return celery_app
+
+
+def _flask_task(app: Flask, node: list[str]) -> type[Task]:
+    """The app's Task class: every task runs inside the Flask app context."""
 
     class FlaskTask(Task):
         Request = "myapp.worker:Request"
@@ -117,32 +163,24 @@ def celery_init_app(app: Flask) -> Celery:
                         workers=node or None,
                     )
 
-    # This worker's node name (the `worker` its claims write), for writes made
-    # outside a task's own request.
-    node: list[str] = []
+    return FlaskTask
+
+
+def _connect_signals(
+    app: Flask, celery_app: Celery, node: list[str], program: Mapping[str, Any]
+) -> None:
+    """What a worker of this app does as it starts, and in each pool process."""
+
+    @celeryd_init.connect(weak=False)
+    def _program_settings(sender: Any, instance: Any, options: Any, **_: Any) -> None:
+        if instance.app is celery_app:
+            apply_program_settings(instance, options, program)
 
     @worker_init.connect(weak=False)
     def _remember_node(sender: Any, **_: Any) -> None:
         # A task's request may name the node ("celery@host") or only its host.
         name = str(getattr(sender, "hostname", "") or "")
         node[:] = [name, name.rpartition("@")[2]] if name else []
-
-    celery_app = Celery(app.import_name, task_cls=FlaskTask)
-    celery_app.config_from_object("celeryconfig")
-    celery_app.conf.update(
-        # Broker, results and redbeat: REDIS_URL's server or the sentinels' primary.
-        **redis_clients.celery_config(app.config, celery_app.conf),
-        **app.config.get("CELERY", {}),
-    )
-    # Beat reads the schedules table through this app (myapp.schedules.sender).
-    celery_app.flask_app = app
-    with app.app_context():
-        definitions = list(task_registry().values())
-    _route(celery_app, definitions)
-    for definition in definitions:
-        _register(celery_app, definition)
-    _register_maintenance(celery_app)
-    quiet_routine_logs()
 
     @worker_process_init.connect(weak=False)
     def _fresh_connections(**_: Any) -> None:
@@ -160,9 +198,24 @@ def celery_init_app(app: Flask) -> Celery:
             # to PROMETHEUS_MULTIPROC_DIR, this thread serves them all.
             metrics.serve_host_metrics(port)
 
-    celery_app.set_default()
-    app.extensions["celery"] = celery_app
-    return celery_app
+
+def apply_program_settings(
+    worker: Any, options: Mapping[str, Any], program: Mapping[str, Any]
+) -> None:
+    """The `celery worker` program's queues and node name from the settings table,
+    where its command line gives none: WORKER_QUEUES, and WORKER_NAME, or
+    MAINTENANCE_NAME for a worker of the maintenance queue alone (the Procfile's
+    `maintenance`). Celery has no configuration key for either, so this runs as
+    the program starts (celeryd_init), before the worker reads them."""
+    queues = options.get("queues")
+    if not queues:
+        queues = [q.strip() for q in program["WORKER_QUEUES"].split(",") if q.strip()]
+        worker.app.amqp.queues.select(queues)
+    # Celery's default name is what its command line holds when none was given.
+    if worker.hostname == host_format(default_nodename(None)):
+        alone = list(queues) == [MAINTENANCE_QUEUE]
+        name = program["MAINTENANCE_NAME" if alone else "WORKER_NAME"]
+        worker.hostname = host_format(default_nodename(name))
 
 
 def _route(celery_app: Celery, definitions: list[TaskDefinition]) -> None:

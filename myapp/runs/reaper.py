@@ -81,9 +81,23 @@ def hard_time_limit(task: str | None = None) -> float:
 
 def reap_runs(now: datetime | None = None) -> ReapReport:
     """One pass of the reaper over active runs; see the module docstring."""
-    config = current_app.config
     now = now or utcnow()
     report = ReapReport()
+    _reap_running(now, report)
+    _reap_waiting(now, report)
+    if report:
+        log.warning(
+            "reaper: sent again %s; failed %s",
+            report.resent or "-",
+            report.failed or "-",
+        )
+    return report
+
+
+def _reap_running(now: datetime, report: ReapReport) -> None:
+    """STARTED/PROGRESS runs past their hard time limit (FAILURE), or whose
+    heartbeat is older than the lease (sent again, or FAILURE after MAX_ATTEMPTS)."""
+    config = current_app.config
     lease = timedelta(seconds=config["RUN_LEASE_SECONDS"])
     slack = config["REAPER_SLACK_SECONDS"]
 
@@ -129,7 +143,11 @@ def reap_runs(now: datetime | None = None) -> ReapReport:
         elif _requeue(run, now, lease):
             report.resent.append(run.id)
 
-    quiet = now - timedelta(seconds=config["REDISPATCH_SECONDS"])
+
+def _reap_waiting(now: datetime, report: ReapReport) -> None:
+    """Sent PENDING and RETRY runs untouched for REDISPATCH_SECONDS with no message
+    in the queue (a dead worker had reserved it): sent again."""
+    quiet = now - timedelta(seconds=current_app.config["REDISPATCH_SECONDS"])
     waiting = db.session.scalars(
         select(Run)
         .where(
@@ -149,13 +167,6 @@ def reap_runs(now: datetime | None = None) -> ReapReport:
         for run in waiting:
             if run.id not in queued and _resend(run, now):
                 report.resent.append(run.id)
-    if report:
-        log.warning(
-            "reaper: sent again %s; failed %s",
-            report.resent or "-",
-            report.failed or "-",
-        )
-    return report
 
 
 def _fail(run: Run, error_type: str, message: str) -> bool:

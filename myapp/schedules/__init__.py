@@ -2,8 +2,8 @@
 rows users edit while the app runs.
 
 - `timing`: when a schedule fires (interval or cron in a time zone), from the row;
-- `service`: create, edit, pause, delete, run now and read, with who may and the
-  checks made when a schedule is saved;
+- `service`: create, edit, pause, delete, run now and read, with who may;
+- `validation`: the checks made when a schedule is saved;
 - `sender`: beat's pass over the table that sends the due fires.
 """
 
