@@ -324,9 +324,10 @@ def test_an_attempt_committing_after_the_reaper_sent_its_run_again_appends_once(
             time.sleep(0.3)
             after_commit.go.set()
             old["thread"].join(30)
-            # Its next write finds the run RETRY: it stops, writing nothing
-            # (it takes that for a cancel: no later attempt exists yet).
+            # Its next write finds the run RETRY: it stops, writing nothing,
+            # and says why (no later attempt exists yet, and it was no cancel).
             assert isinstance(old.get("error"), RunFailed), old
+            assert "sent again" in str(old["error"]), old
             assert seen(run_id) == waiting
             new = run_in_thread(app, run_id, params, "host-b")
             new["thread"].join(30)

@@ -32,7 +32,17 @@ from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 from flask import current_app
-from sqlalchemy import DateTime, Row, Update, and_, bindparam, func, or_, update
+from sqlalchemy import (
+    DateTime,
+    Row,
+    Update,
+    and_,
+    bindparam,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 
 from myapp.extensions import db, get_store
@@ -169,7 +179,7 @@ def execute_run(
     except RunCancelled:
         db.session.rollback()
         claim.check("cancel")
-        raise RunFailed("the run was cancelled") from None
+        raise RunFailed(_why_stopped(run_id)) from None
     except SoftTimeLimitExceeded:
         db.session.rollback()
         _fail(claim, "TimeLimitExceeded", _over_time(definition))
@@ -190,6 +200,16 @@ def execute_run(
         # too late to stop the task keeps the run REVOKED).
         claim.check("finish")
     return result
+
+
+def _why_stopped(run_id: str) -> str:
+    """Why a run's row stopped taking this attempt's progress: a cancel, or the
+    reaper sending the run again after its lease lapsed (the next claim runs it)."""
+    state = db.session.scalar(select(Run.state).where(Run.id == run_id))
+    db.session.commit()
+    if state == "RETRY":
+        return "the run's lease lapsed and it was sent again; this attempt stopped"
+    return "the run was cancelled"
 
 
 def _fail(claim: Claim, error_type: str, message: str) -> None:
