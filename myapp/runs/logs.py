@@ -24,11 +24,13 @@ interleaved with them.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import sys
 import threading
 import time
 import weakref
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -53,7 +55,13 @@ class _Superseded(Exception):
 
 class RunLogHandler(logging.Handler):
     """Buffers one run's lines; `flush` writes them (from the flusher thread, and
-    once more at the end of the run)."""
+    once more at the end of the run).
+
+    Adding a line takes no lock: a task may log from several threads, thousands of
+    lines a second. Each line takes the next number of an `itertools.count` (one
+    atomic step in CPython); a kept one is appended to a deque (atomic too), one
+    past the limit steps a second count, of dropped lines.
+    """
 
     def __init__(
         self,
@@ -67,16 +75,18 @@ class RunLogHandler(logging.Handler):
         self.claim = claim
         self.engine = engine
         self.max_lines = max_lines
-        self.seq = 0  # lines of this attempt so far
+        self.steps = itertools.count(1)  # numbers the lines of this attempt
+        self.drops = itertools.count()  # steps once per line past the limit
+        self._drops_read = 0  # steps taken by reading it (`_dropped`)
         # Lines earlier attempts kept, read at the first write (a run that logs
         # nothing costs no query).
         self.base: int | None = None
-        # Past the limit: counted by the task's thread as it logs (`dropped`), or
-        # by the write, for lines an earlier attempt's count pushed over (`refused`).
+        # Past the limit: lines counted by this attempt (`dropped`) or refused by
+        # the write, for lines an earlier attempt's count pushed over (`refused`).
         self.dropped = 0
         self.refused = 0
         self._written_dropped = 0
-        self._pending: list[tuple[int, float, str, str]] = []
+        self.pending: deque[tuple[int, float, int, str]] = deque()
         self._flushing = threading.Lock()
         self._failed = False
 
@@ -84,34 +94,44 @@ class RunLogHandler(logging.Handler):
         """A record from a logger this handler was added to (ctx.log itself
         makes none)."""
         self.add(
-            record.levelno,
-            _text(record.msg, record.args, record.exc_info),
-            record.created,
+            record.levelno, record.msg, record.args, record.exc_info, record.created
         )
 
-    def add(self, level: int, message: str, created: float) -> None:
-        with self.lock:  # type: ignore[union-attr]
-            if self.seq >= self.max_lines:  # past the limit whatever came before
-                self.dropped += 1
-                return
-            self.seq += 1
-            # A tuple now, a row at the write: the task's thread does the least.
-            self._pending.append(
-                (self.seq, created, logging.getLevelName(level), message[:MAX_LINE])
+    def add(
+        self,
+        level: int,
+        msg: object,
+        args: Any,
+        exc_info: Any = None,
+        created: float | None = None,
+    ) -> None:
+        seq = next(self.steps)
+        if seq > self.max_lines:
+            next(self.drops)
+        else:
+            self.pending.append(
+                (
+                    seq,
+                    time.time() if created is None else created,
+                    level,
+                    _text(msg, args, exc_info)[:MAX_LINE],
+                )
             )
 
-    def full(self) -> bool:
-        """Past the limit: count the line instead of making its record."""
-        if self.seq < self.max_lines:  # only grows, under the lock, in emit
-            return False
-        with self.lock:  # type: ignore[union-attr]
-            self.dropped += 1
-        return True
+    def _dropped(self) -> int:
+        """Lines this attempt dropped so far (under `_flushing`): a count can only
+        be read by stepping it, so the reads' own steps are taken off."""
+        steps = next(self.drops) - self._drops_read
+        self._drops_read += 1
+        return steps
 
     def flush(self) -> None:
         with self._flushing:  # the flusher and the run's end never write twice
-            with self.lock:  # type: ignore[union-attr]
-                lines, self._pending = self._pending, []
+            self.dropped = self._dropped()
+            lines = []
+            while self.pending:  # lines another thread adds meanwhile wait
+                lines.append(self.pending.popleft())
+            lines.sort()  # two threads may append out of turn
             if not lines and self.dropped + self.refused == self._written_dropped:
                 return
             if self.claim is not None and self.claim.superseded:
@@ -125,8 +145,7 @@ class RunLogHandler(logging.Handler):
                 return
             except Exception as exc:
                 # Keep them for the next flush; the run goes on either way.
-                with self.lock:  # type: ignore[union-attr]
-                    self._pending[:0] = lines
+                self.pending.extendleft(reversed(lines))
                 if not self._failed:
                     log.warning(
                         "run %s: log lines not written yet: %s", self.run_id, exc
@@ -147,7 +166,7 @@ class RunLogHandler(logging.Handler):
             )
         base = self.base or 0
         kept = [
-            [base + seq, _iso(created), level[:10], message]
+            [base + seq, _iso(created), logging.getLevelName(level)[:10], message]
             for seq, created, level, message in lines
             if base + seq <= self.max_lines
         ]
@@ -184,19 +203,18 @@ class RunLogHandler(logging.Handler):
 class RunLogger(logging.Logger):
     """`ctx.log`: a Logger that writes each call straight into its run's buffer.
 
-    It makes no LogRecord (no caller lookup, no process and thread names): that is
-    most of what a logging call costs, and a task may log thousands of lines a
-    second. Lines past the limit are only counted. Handlers added to it are not
-    called; use a logger of your own for the worker's log.
+    It makes no LogRecord (no caller lookup, no process and thread names) and its
+    level methods go straight to the buffer: that is most of what a logging call
+    costs, and a task may log thousands of lines a second. Lines past the limit
+    are only counted. Handlers added to it are not called; use a logger of your
+    own for the worker's log.
     """
 
     def __init__(self, handler: RunLogHandler):
         super().__init__(f"myapp.run.{handler.run_id}", logging.INFO)
         self.propagate = False
         self.run_handler = handler
-
-    def isEnabledFor(self, level: int) -> bool:
-        return level >= self.level and not self.run_handler.full()
+        self._add = handler.add
 
     def _log(  # type: ignore[override]
         self,
@@ -208,7 +226,23 @@ class RunLogger(logging.Logger):
         stack_info: bool = False,
         stacklevel: int = 1,
     ) -> None:
-        self.run_handler.add(level, _text(msg, args, exc_info), time.time())
+        self._add(level, msg, args, exc_info)
+
+    def debug(self, msg: object, *args: Any, exc_info: Any = None, **_: Any) -> None:
+        if self.level <= logging.DEBUG:
+            self._add(logging.DEBUG, msg, args, exc_info)
+
+    def info(self, msg: object, *args: Any, exc_info: Any = None, **_: Any) -> None:
+        if self.level <= logging.INFO:
+            self._add(logging.INFO, msg, args, exc_info)
+
+    def warning(self, msg: object, *args: Any, exc_info: Any = None, **_: Any) -> None:
+        if self.level <= logging.WARNING:
+            self._add(logging.WARNING, msg, args, exc_info)
+
+    def error(self, msg: object, *args: Any, exc_info: Any = None, **_: Any) -> None:
+        if self.level <= logging.ERROR:
+            self._add(logging.ERROR, msg, args, exc_info)
 
 
 class _Flusher:
