@@ -20,9 +20,9 @@ from myapp.dashboard.run_callbacks import register_run_callbacks
 from myapp.dashboard.run_log import register_run_log_callbacks
 from myapp.dashboard.task_page import register_task_page_callbacks
 from myapp.dashboard.values import only, run_id, text
+from myapp.edge import current_requester
 from myapp.extensions import db
 from myapp.tasks import TaskRegistry, ValidationError, get_definition, task_registry
-from myapp.web.security import current_requester
 
 
 def register_callbacks(

@@ -28,9 +28,9 @@ from myapp.dashboard.manager import AppCeleryManager
 from myapp.dashboard.run_panel import page_of, plain_words
 from myapp.dashboard.task_page import task_run_rows
 from myapp.dashboard.values import clicks, dup, only, ref_run_id, run_id
+from myapp.edge import current_requester
 from myapp.extensions import db
 from myapp.tasks import UnknownTask, get_definition, task_registry
-from myapp.web.security import current_requester
 
 
 def background_run_id(request: Any) -> str | None:
