@@ -20,9 +20,9 @@ from myapp.dashboard.run_callbacks import register_run_callbacks
 from myapp.dashboard.run_log import register_run_log_callbacks
 from myapp.dashboard.task_page import register_task_page_callbacks
 from myapp.dashboard.values import only, run_id, text
+from myapp.edge import current_requester
 from myapp.extensions import db
 from myapp.tasks import TaskRegistry, ValidationError, get_definition, task_registry
-from myapp.web.security import current_requester
 
 
 def register_callbacks(
@@ -75,37 +75,10 @@ def page_for(pathname: str) -> Any:
     return task_page.not_found(f"There is no Dash page at {pathname}.")
 
 
-def _register_data(dash_app: dash.Dash) -> None:
-    @dash_app.callback(
-        Output(ids.DATA_GRID, "getRowsResponse"),
-        Input(ids.DATA_GRID, "getRowsRequest"),
-        prevent_initial_call=True,
-    )
-    def grid_rows(request: dict[str, Any] | None):
-        """Only the requested block crosses the wire, sorted by the store."""
-        return data.grid_block(request)
-
-    @dash_app.callback(
-        Output(ids.DATA_VERSION, "data"),
-        Output(ids.DATA_TOTAL, "children"),
-        Input(ids.DATA_INTERVAL, "n_intervals"),
-        State(ids.DATA_VERSION, "data"),
-    )
-    def watch_data(_n: int | None, known: int | None):
-        """Asks the store's change counter; rows are refetched only when it moved."""
-        try:
-            version, total = data.data_state()
-        except Exception:  # Redis away: keep what the page shows
-            raise PreventUpdate from None
-        if version == known:
-            raise PreventUpdate
-        return version, f"{total:,}"
-
-    # Refresh the visible blocks in the browser when the counter moves; the grid then
-    # asks `grid_rows` again for what is on screen, keeping rows shown meanwhile. A
-    # grid that holds no rows has no blocks to refresh, so it is purged instead.
-    dash_app.clientside_callback(
-        """
+# Refresh the visible blocks in the browser when the counter moves; the grid then
+# asks `grid_rows` again for what is on screen, keeping rows shown meanwhile. A
+# grid that holds no rows has no blocks to refresh, so it is purged instead.
+REFRESH_GRID_JS = """
         function(version, refreshed) {
             if (version === undefined || version === null) {
                 return window.dash_clientside.no_update;
@@ -121,22 +94,55 @@ def _register_data(dash_app: dash.Dash) -> None:
             }
             return version;
         }
-        """.replace("GRID_ID", repr(ids.DATA_GRID)),
+        """.replace("GRID_ID", repr(ids.DATA_GRID))
+
+
+def _register_data(dash_app: dash.Dash) -> None:
+    dash_app.callback(
+        Output(ids.DATA_GRID, "getRowsResponse"),
+        Input(ids.DATA_GRID, "getRowsRequest"),
+        prevent_initial_call=True,
+    )(grid_rows)
+    dash_app.callback(
+        Output(ids.DATA_VERSION, "data"),
+        Output(ids.DATA_TOTAL, "children"),
+        Input(ids.DATA_INTERVAL, "n_intervals"),
+        State(ids.DATA_VERSION, "data"),
+    )(watch_data)
+    dash_app.clientside_callback(
+        REFRESH_GRID_JS,
         Output(ids.GRID_REFRESHED, "data"),
         Input(ids.DATA_VERSION, "data"),
         State(ids.GRID_REFRESHED, "data"),
     )
-
-    @dash_app.callback(
+    dash_app.callback(
         Output(ids.SCHEDULE_INFO, "children"),
         Input(ids.SCHEDULE_INTERVAL, "n_intervals"),
-    )
-    def schedule_info(_n: int | None):
-        try:
-            return data.schedule_line()
-        except SQLAlchemyError:
-            db.session.rollback()
-            return "Schedule: the run history is unreachable."
+    )(schedule_info)
+
+
+def grid_rows(request: dict[str, Any] | None):
+    """Only the requested block crosses the wire, sorted by the store."""
+    return data.grid_block(request)
+
+
+def watch_data(_n: int | None, known: int | None):
+    """Asks the store's change counter; rows are refetched only when it moved."""
+    try:
+        version, total = data.data_state()
+    except Exception:  # Redis away: keep what the page shows
+        raise PreventUpdate from None
+    if version == known:
+        raise PreventUpdate
+    return version, f"{total:,}"
+
+
+def schedule_info(_n: int | None):
+    try:
+        return data.schedule_line()
+    except SQLAlchemyError:
+        db.session.rollback()
+        return "Schedule: the run history is unreachable."
 
 
 HISTORY_OUTPUTS = {
@@ -148,7 +154,7 @@ HISTORY_OUTPUTS = {
 
 
 def _register_history(dash_app: dash.Dash) -> None:
-    @dash_app.callback(
+    dash_app.callback(
         output=HISTORY_OUTPUTS,
         inputs={
             "_n": Input(ids.HISTORY_INTERVAL, "n_intervals"),
@@ -158,59 +164,63 @@ def _register_history(dash_app: dash.Dash) -> None:
             "created_by": Input(ids.HISTORY_CREATED_BY, "value"),
         },
         state={"known": State(ids.HISTORY_SIG, "data")},
-    )
-    def history_grid(
-        _n: Any, state: Any, source: Any, task: Any, created_by: Any, known: Any
-    ):
-        """Newest first; polled fast while runs are in flight, slowly otherwise.
-        Nothing is sent when nothing changed."""
-        filters = {
-            "state": state,
-            "source": source,
-            "task": task,
-            "created_by": created_by,
-        }
-        try:
-            items = history.history(filters)
-        except ValidationError:
-            raise PreventUpdate from None  # not one of the dropdown's choices
-        except SQLAlchemyError:
-            db.session.rollback()
-            raise PreventUpdate from None
-        rows = history.history_rows(items)
-        interval = polling.history_poll_ms(history.any_active(items))
-        signature = history.signature(rows)
-        if signature == known:
-            return only(HISTORY_OUTPUTS, interval=interval)
-        return only(
-            HISTORY_OUTPUTS,
-            rows=rows,
-            figure=history.duration_figure(items),
-            interval=interval,
-            signature=signature,
-        )
-
-    @dash_app.callback(
+    )(history_grid)
+    dash_app.callback(
         Output(ids.HISTORY_RERUN, "disabled"),
         Input(ids.HISTORY_GRID, "selectedRows"),
-    )
-    def select_run(selected: Any):
-        """Run again is offered once a run is selected."""
-        return _selected_run_id(selected) is None
-
-    @dash_app.callback(
+    )(select_run)
+    dash_app.callback(
         Output(ids.HISTORY_STATUS, "children"),
         Input(ids.HISTORY_RERUN, "n_clicks"),
         State(ids.HISTORY_GRID, "selectedRows"),
         prevent_initial_call=True,
+    )(run_again)
+
+
+def history_grid(
+    _n: Any, state: Any, source: Any, task: Any, created_by: Any, known: Any
+):
+    """Newest first; polled fast while runs are in flight, slowly otherwise.
+    Nothing is sent when nothing changed."""
+    filters = {
+        "state": state,
+        "source": source,
+        "task": task,
+        "created_by": created_by,
+    }
+    try:
+        items = history.history(filters)
+    except ValidationError:
+        raise PreventUpdate from None  # not one of the dropdown's choices
+    except SQLAlchemyError:
+        db.session.rollback()
+        raise PreventUpdate from None
+    rows = history.history_rows(items)
+    interval = polling.history_poll_ms(history.any_active(items))
+    signature = history.signature(rows)
+    if signature == known:
+        return only(HISTORY_OUTPUTS, interval=interval)
+    return only(
+        HISTORY_OUTPUTS,
+        rows=rows,
+        figure=history.duration_figure(items),
+        interval=interval,
+        signature=signature,
     )
-    def run_again(_n: Any, selected: Any):
-        """Start the selected run again, through the same admission as any start
-        (the signed-in user's role and limits)."""
-        run_id = _selected_run_id(selected)
-        if run_id is None:
-            return "Select a run to start it again."
-        return core.rerun(run_id)
+
+
+def select_run(selected: Any):
+    """Run again is offered once a run is selected."""
+    return _selected_run_id(selected) is None
+
+
+def run_again(_n: Any, selected: Any):
+    """Start the selected run again, through the same admission as any start
+    (the signed-in user's role and limits)."""
+    run_id = _selected_run_id(selected)
+    if run_id is None:
+        return "Select a run to start it again."
+    return core.rerun(run_id)
 
 
 def _selected_run_id(selected: Any) -> str | None:

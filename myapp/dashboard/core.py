@@ -17,11 +17,11 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from myapp import runs
 from myapp.dashboard import polling
+from myapp.edge import current_requester
 from myapp.extensions import db, get_redis
 from myapp.models import ACTIVE_STATES, Run, utcnow
 from myapp.runs.words import state_word
 from myapp.tasks import ProgressHook, UnknownTask, ValidationError, get_definition
-from myapp.web.security import current_requester
 
 log = logging.getLogger(__name__)
 

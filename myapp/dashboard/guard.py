@@ -25,8 +25,7 @@ from dash.exceptions import DependencyException
 from flask import Flask, request
 from werkzeug.exceptions import BadRequest
 
-from myapp.web.errors import ApiError, error_response
-from myapp.web.guards import MAX_JSON_DEPTH
+from myapp.edge import MAX_JSON_DEPTH, ApiError, error_response
 
 log = logging.getLogger(__name__)
 

@@ -180,21 +180,6 @@ def history_page(
 ) -> html.Div:
     """Every run, newest first; filters (who started it among them), and Run again
     for the row selected in the grid."""
-
-    def choice(id_: str, label: str, values: tuple[str, ...]) -> html.Div:
-        return html.Div(
-            className="field",
-            children=[
-                html.Label(label, htmlFor=id_),
-                dcc.Dropdown(
-                    id=id_,
-                    options=[{"label": v, "value": v} for v in values],
-                    placeholder="any",
-                    clearable=True,
-                ),
-            ],
-        )
-
     return html.Div(
         className="page",
         children=[
@@ -202,51 +187,71 @@ def history_page(
             html.Section(
                 className="card form",
                 children=[
-                    choice(ids.HISTORY_STATE, "State", STATES),
-                    choice(ids.HISTORY_SOURCE, "Source", SOURCES),
-                    choice(ids.HISTORY_TASK, "Task", task_names),
-                    choice(ids.HISTORY_CREATED_BY, "Started by", user_names),
+                    _choice(ids.HISTORY_STATE, "State", STATES),
+                    _choice(ids.HISTORY_SOURCE, "Source", SOURCES),
+                    _choice(ids.HISTORY_TASK, "Task", task_names),
+                    _choice(ids.HISTORY_CREATED_BY, "Started by", user_names),
                 ],
             ),
             html.Section(
                 className="card",
-                children=[
-                    dag.AgGrid(
-                        id=ids.HISTORY_GRID,
-                        columnDefs=HISTORY_COLUMNS,
-                        rowData=[],
-                        getRowId="params.data.id",
-                        defaultColDef={"resizable": True, "sortable": True},
-                        columnSize="autoSize",
-                        dashGridOptions={
-                            "animateRows": False,
-                            # A click selects a run for Run again.
-                            "rowSelection": {
-                                "mode": "singleRow",
-                                "checkboxes": False,
-                                "enableClickSelection": True,
-                            },
-                        },
-                        style={"height": "420px", "width": "100%"},
-                        className="ag-theme-alpine",
-                    ),
-                    html.Div(
-                        className="buttons",
-                        children=[
-                            html.Button(
-                                "Run again", id=ids.HISTORY_RERUN, disabled=True
-                            ),
-                            html.Span(
-                                id=ids.HISTORY_STATUS,
-                                role="status",
-                                children="Select a run to start it again.",
-                            ),
-                        ],
-                    ),
-                ],
+                children=[history_grid(), _rerun_buttons()],
             ),
             html.Section(className="card", children=[dcc.Graph(id=ids.HISTORY_CHART)]),
             dcc.Store(id=ids.HISTORY_SIG),
             dcc.Interval(id=ids.HISTORY_INTERVAL, interval=HISTORY_POLL_MS),
+        ],
+    )
+
+
+def _choice(id_: str, label: str, values: tuple[str, ...]) -> html.Div:
+    """A filter of the history: one of `values`, or any."""
+    return html.Div(
+        className="field",
+        children=[
+            html.Label(label, htmlFor=id_),
+            dcc.Dropdown(
+                id=id_,
+                options=[{"label": v, "value": v} for v in values],
+                placeholder="any",
+                clearable=True,
+            ),
+        ],
+    )
+
+
+def history_grid() -> dag.AgGrid:
+    """The runs of the history, filled by its callback; a click selects one."""
+    return dag.AgGrid(
+        id=ids.HISTORY_GRID,
+        columnDefs=HISTORY_COLUMNS,
+        rowData=[],
+        getRowId="params.data.id",
+        defaultColDef={"resizable": True, "sortable": True},
+        columnSize="autoSize",
+        dashGridOptions={
+            "animateRows": False,
+            # A click selects a run for Run again.
+            "rowSelection": {
+                "mode": "singleRow",
+                "checkboxes": False,
+                "enableClickSelection": True,
+            },
+        },
+        style={"height": "420px", "width": "100%"},
+        className="ag-theme-alpine",
+    )
+
+
+def _rerun_buttons() -> html.Div:
+    return html.Div(
+        className="buttons",
+        children=[
+            html.Button("Run again", id=ids.HISTORY_RERUN, disabled=True),
+            html.Span(
+                id=ids.HISTORY_STATUS,
+                role="status",
+                children="Select a run to start it again.",
+            ),
         ],
     )

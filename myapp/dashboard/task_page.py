@@ -112,47 +112,14 @@ def task_page(
     """The page of one task, as `requester` sees it: a user who may not start it
     sees the form with its controls disabled, and why. `latest` is the task's
     newest successful run, whose result the page opens with."""
-    allowed = runs.may_start(requester, definition)
     page = run_panel.Page(definition.name, forms.TASK_FORM)
-    reason = None
-    if not allowed:
-        reason = html.P(
-            id=ids.START_REASON,
-            className="notice",
-            role="note",
-            children=start_refusal(requester, definition),
-        )
     return html.Div(
         className="page",
         children=[
             html.P(dcc.Link("← all tasks", href=TASKS_PATH), className="muted"),
             html.H1(definition.name),
             html.P(definition.description, className="lead"),
-            html.Section(
-                className="card",
-                children=[
-                    reason,
-                    html.Div(
-                        className="form",
-                        children=[
-                            html.Div(
-                                id=ids.RUN_FORM,
-                                className="task-fields",
-                                children=forms.form_controls(
-                                    definition, disabled=not allowed
-                                ),
-                            ),
-                        ],
-                    ),
-                    html.Div(
-                        className="form run-row",
-                        children=run_panel.mode_and_buttons(
-                            following, may_start=allowed
-                        ),
-                    ),
-                    run_panel.progress_block(following, plain=True),
-                ],
-            ),
+            _start_section(definition, requester, following),
             html.Section(
                 className="card",
                 children=[
@@ -165,17 +132,7 @@ def task_page(
                     ),
                 ],
             ),
-            html.Section(
-                className="card",
-                children=[
-                    html.H2("Recent runs of this task"),
-                    html.P(
-                        "From every source, newest first; open one for its page.",
-                        className="muted",
-                    ),
-                    task_runs_grid(),
-                ],
-            ),
+            _task_runs_section(),
             html.Section(
                 className="card",
                 children=[
@@ -189,6 +146,57 @@ def task_page(
             *run_panel.stores(page, following),
             dcc.Store(id=ids.TASK_RUNS_SIG),
             dcc.Interval(id=ids.TASK_RUNS_INTERVAL, interval=polling.HISTORY_POLL_MS),
+        ],
+    )
+
+
+def _start_section(
+    definition: TaskDefinition, requester: Requester, following: Run | None
+) -> html.Section:
+    """The generated form, the run panel's buttons and progress; disabled, with
+    the reason, for a user who may not start the task."""
+    allowed = runs.may_start(requester, definition)
+    reason = None
+    if not allowed:
+        reason = html.P(
+            id=ids.START_REASON,
+            className="notice",
+            role="note",
+            children=start_refusal(requester, definition),
+        )
+    return html.Section(
+        className="card",
+        children=[
+            reason,
+            html.Div(
+                className="form",
+                children=[
+                    html.Div(
+                        id=ids.RUN_FORM,
+                        className="task-fields",
+                        children=forms.form_controls(definition, disabled=not allowed),
+                    ),
+                ],
+            ),
+            html.Div(
+                className="form run-row",
+                children=run_panel.mode_and_buttons(following, may_start=allowed),
+            ),
+            run_panel.progress_block(following, plain=True),
+        ],
+    )
+
+
+def _task_runs_section() -> html.Section:
+    return html.Section(
+        className="card",
+        children=[
+            html.H2("Recent runs of this task"),
+            html.P(
+                "From every source, newest first; open one for its page.",
+                className="muted",
+            ),
+            task_runs_grid(),
         ],
     )
 

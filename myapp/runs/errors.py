@@ -1,6 +1,7 @@
 """Why a run could not be started, cancelled or run. Each refusal carries the message
-a user sees; `myapp.web.errors` turns them into HTTP answers, Dash and the CLI show
-the same text."""
+a user sees (and a StartRefused its machine-readable `code`); they know nothing of
+HTTP: the web layer maps each class to a status (`myapp.web.errors`), Dash and the
+CLI show the same text."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ from myapp.tasks.definition import RunCancelled
 
 
 class StartRefused(Exception):
-    """A start was refused by a limit; `str(exc)` is the user's message."""
+    """A start was refused by a limit; `str(exc)` is the user's message, `code`
+    names the limit, `retry_after` (seconds) says when to try again if known."""
 
-    status = 429
     code = "too_many_requests"
     retry_after: int | None = None
 

@@ -1,7 +1,8 @@
 """The Flask side: the JSON API, the HTML pages, signing in and the gate every
-request passes, health probes, the OpenAPI document, the declared query parameters,
-error handlers, request guards (hosts, body and JSON limits), security headers, and
-the gunicorn worker that serves it all (`server`)."""
+request passes, health probes, the OpenAPI document, the declared query parameters
+and what the API and the pages read alike (`inputs`), error handlers, request
+guards (hosts, body and JSON limits), security headers, and the gunicorn worker
+that serves it all (`server`, its request framing in `framing`)."""
 
 from __future__ import annotations
 

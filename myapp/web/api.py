@@ -7,20 +7,13 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, request, url_for
 
 from myapp import runs
+from myapp.edge import ApiError, current_requester
 from myapp.extensions import get_store
 from myapp.models import Run
 from myapp.tasks import ValidationError, task_registry
-from myapp.web.errors import ApiError
+from myapp.web.inputs import idempotency_key, run_filter, run_or_404
 from myapp.web.openapi import openapi_document
-from myapp.web.params import (
-    DATA_QUERY,
-    LOGS_QUERY,
-    MAX_IDEMPOTENCY_KEY_LENGTH,
-    RUN_QUERY,
-    RUNS_QUERY,
-    parse_query,
-)
-from myapp.web.security import current_requester
+from myapp.web.params import DATA_QUERY, LOGS_QUERY, RUN_QUERY, RUNS_QUERY, parse_query
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -32,15 +25,13 @@ def list_tasks():
 
 @bp.post("/tasks/<name>/runs")
 def create_run(name: str):
-    key = request.headers.get("Idempotency-Key")
-    if key is not None and not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY_LENGTH:
-        message = f"must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} characters"
+    try:
+        key = idempotency_key(request.headers.get("Idempotency-Key"), "Idempotency-Key")
+    except ValidationError as exc:
+        message = exc.fields["Idempotency-Key"]
         raise ApiError(
-            400,
-            "bad_header",
-            f"Idempotency-Key {message}",
-            {"Idempotency-Key": message},
-        )
+            400, "bad_header", f"Idempotency-Key {message}", exc.fields
+        ) from None
     run, _ = runs.start_run(
         name,
         _json_object(),
@@ -54,7 +45,7 @@ def create_run(name: str):
 @bp.get("/runs/<run_id>")
 def get_run(run_id: str):
     query = _query(RUN_QUERY)
-    run = _run_or_404(run_id)
+    run = run_or_404(run_id)
     if query["wait"]:
         run = runs.wait_for_change(run, query["wait"])
     return jsonify(run.to_dict())
@@ -63,19 +54,17 @@ def get_run(run_id: str):
 @bp.get("/runs/<run_id>/logs")
 def get_run_logs(run_id: str):
     query = _query(LOGS_QUERY)
-    return jsonify(runs.read_lines(_run_or_404(run_id), after=query["after"]))
+    return jsonify(runs.read_lines(run_or_404(run_id), after=query["after"]))
 
 
 @bp.delete("/runs/<run_id>")
 def cancel_run(run_id: str):
-    return _accepted(runs.cancel_run(_run_or_404(run_id), current_requester()))
+    return _accepted(runs.cancel_run(run_or_404(run_id), current_requester()))
 
 
 @bp.post("/runs/<run_id>/rerun")
 def rerun(run_id: str):
-    run, _ = runs.rerun(
-        _run_or_404(run_id), source="api", requester=current_requester()
-    )
+    run, _ = runs.rerun(run_or_404(run_id), source="api", requester=current_requester())
     return _accepted(run)
 
 
@@ -83,13 +72,7 @@ def rerun(run_id: str):
 def list_runs():
     query = _query(RUNS_QUERY)
     try:
-        filters = runs.RunFilter(
-            query["task"],
-            query["state"],
-            query["source"],
-            query["created_by"],
-            query["schedule_id"],
-        )
+        filters = run_filter(query)
         items, cursor = runs.list_runs(
             filters, limit=query["limit"], cursor=query["cursor"]
         )
@@ -129,13 +112,6 @@ def _query(declared) -> dict[str, Any]:
         return parse_query(request.args, declared)
     except ValidationError as exc:
         raise ApiError(400, "bad_parameter", "invalid query", exc.fields) from None
-
-
-def _run_or_404(run_id: str) -> Run:
-    run = runs.get_run(run_id)
-    if run is None:
-        raise ApiError(404, "run_not_found", f"no run has id {run_id!r}")
-    return run
 
 
 def _json_object() -> dict[str, Any]:

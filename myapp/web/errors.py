@@ -1,127 +1,110 @@
-"""Every error leaves as one JSON shape: {"error": {"code", "message", "fields"}}.
+"""Every error leaves as one JSON shape: {"error": {"code", "message", "fields"}}
+(`myapp.edge.error_response`); pages for people (anything outside the API that asks
+for HTML) get a short HTML page instead. Neither ever carries a stack trace.
 
-Pages for people (anything outside the API that asks for HTML) get a short HTML
-page instead; neither ever carries a stack trace.
+The domain raises domain errors and knows nothing of HTTP: `DOMAIN_ERRORS` below is
+the one place that gives each its status, code and message.
 """
 
 from __future__ import annotations
 
 import logging
-from html import escape
+from collections.abc import Callable
+from typing import Any
 
 import redis
-from flask import Flask, Response, jsonify, render_template, request
+from flask import Flask, request
 from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from myapp.edge import ApiError, error_response, wants_json
 from myapp.runs import IdempotencyConflict, NotAllowed, RunFinished, StartRefused
 from myapp.schedules import ScheduleNameTaken
 from myapp.tasks import UnknownTask, ValidationError
 
-log = logging.getLogger(__name__)
+__all__ = ["CSRF_MESSAGE", "DOMAIN_ERRORS", "ApiError", "errors_init_app"]
 
-# Dash's own endpoints (`/dash/_dash-update-component`, its component suites) are
-# read by the Dash renderer, not by people.
-_JSON_PREFIXES = ("/api/", "/healthz", "/readyz", "/dash/_dash-")
+log = logging.getLogger(__name__)
 
 CSRF_MESSAGE = (
     "The form expired or was not sent from this site; reload the page and try again."
 )
 
+# An error's code, message and per-field messages, read from the error.
+Describe = Callable[[Any], tuple[str, str, dict[str, str]]]
 
-class ApiError(Exception):
-    """An error with its HTTP status, machine code, message and per-field messages."""
-
-    def __init__(
-        self, status: int, code: str, message: str, fields: dict | None = None
-    ):
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.fields = fields or {}
-
-
-def wants_json() -> bool:
-    if request.path.startswith(_JSON_PREFIXES):
-        return True
-    best = request.accept_mimetypes.best_match(["text/html", "application/json"])
-    return best == "application/json"
-
-
-def error_response(
-    status: int, code: str, message: str, fields: dict | None = None
-) -> tuple[Response, int] | tuple[str, int]:
-    if wants_json():
-        body = {"error": {"code": code, "message": message, "fields": fields or {}}}
-        return jsonify(body), status
-    return _html_page(status, code, message, fields or {}), status
+# Each domain error's HTTP status, and how its answer reads. A subclass answers as
+# the nearest class listed (a StartRefused says its own `code`).
+DOMAIN_ERRORS: dict[type[Exception], tuple[int, Describe]] = {
+    ValidationError: (
+        422,
+        lambda e: ("invalid_parameters", "invalid parameters", e.fields),
+    ),
+    UnknownTask: (
+        404,
+        lambda e: ("unknown_task", f"no task is named {e.args[0]!r}", {}),
+    ),
+    StartRefused: (429, lambda e: (e.code, str(e), {})),
+    IdempotencyConflict: (
+        422,
+        lambda e: ("idempotency_key_reused", str(e), {"Idempotency-Key": str(e)}),
+    ),
+    NotAllowed: (403, lambda e: ("forbidden", str(e), {})),
+    ScheduleNameTaken: (409, lambda e: ("name_taken", str(e), {"name": "is taken"})),
+    RunFinished: (
+        409,
+        lambda e: ("run_finished", "the run has already finished", {}),
+    ),
+}
 
 
-def _html_page(status: int, code: str, message: str, fields: dict) -> str:
-    """The error as a page in the site's layout; bare HTML if that cannot render."""
-    title = code.replace("_", " ").capitalize()
-    try:
-        return render_template(
-            "error.html", status=status, title=title, message=message, fields=fields
-        )
-    except Exception:  # a broken template must not turn a 404 into a 500
-        log.exception("error page failed to render")
-    items = "".join(f"<li>{escape(k)}: {escape(v)}</li>" for k, v in fields.items())
-    return (
-        f"<!doctype html><title>{status} {escape(title)}</title>"
-        f"<h1>{status}</h1><p>{escape(message)}</p><ul>{items}</ul>"
-        '<p><a href="/">Back to myapp</a></p>'
-    )
+def domain_error_response(exc: Exception) -> Any:
+    """The answer to a domain error of DOMAIN_ERRORS, with Retry-After when the
+    error says when to come back."""
+    for cls in type(exc).__mro__:
+        if cls in DOMAIN_ERRORS:
+            status, describe = DOMAIN_ERRORS[cls]
+            break
+    else:
+        raise TypeError(f"{type(exc).__name__} is not in DOMAIN_ERRORS")
+    body, status = error_response(status, *describe(exc))
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is not None:
+        return body, status, {"Retry-After": str(retry_after)}
+    return body, status
+
+
+def _api_error(exc: ApiError) -> Any:
+    # The API's messages are fragments ("no run has id 'x'"); a page for a person
+    # says them as a sentence ("No run has id 'x'.").
+    message = exc.message if wants_json() else _sentence(exc.message)
+    return error_response(exc.status, exc.code, message, exc.fields)
+
+
+def _sentence(text: str) -> str:
+    if not text:
+        return text
+    text = text[0].upper() + text[1:]
+    return text if text.endswith((".", "!", "?")) else text + "."
 
 
 def errors_init_app(app: Flask) -> None:
-    @app.errorhandler(ApiError)
-    def _api_error(exc: ApiError):
-        return error_response(exc.status, exc.code, exc.message, exc.fields)
+    """Answer every error in the one shape: ApiError as raised, domain errors by
+    DOMAIN_ERRORS, an unreachable dependency 503, HTTP errors by their status."""
+    app.register_error_handler(ApiError, _api_error)
+    for error_class in DOMAIN_ERRORS:
+        app.register_error_handler(error_class, domain_error_response)
+    _dependency_errors_init_app(app)
+    _http_errors_init_app(app)
 
-    @app.errorhandler(ValidationError)
-    def _invalid(exc: ValidationError):
-        return error_response(
-            422, "invalid_parameters", "invalid parameters", exc.fields
-        )
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(500, "internal_error", "something went wrong on our side")
 
-    @app.errorhandler(UnknownTask)
-    def _unknown_task(exc: UnknownTask):
-        return error_response(404, "unknown_task", f"no task is named {exc.args[0]!r}")
 
-    @app.errorhandler(StartRefused)
-    def _refused(exc: StartRefused):
-        body, status = error_response(exc.status, exc.code, str(exc))
-        headers = {}
-        if exc.retry_after is not None:
-            headers["Retry-After"] = str(exc.retry_after)
-        return body, status, headers
-
-    @app.errorhandler(IdempotencyConflict)
-    def _key_reused(exc: IdempotencyConflict):
-        return error_response(
-            422, "idempotency_key_reused", str(exc), {"Idempotency-Key": str(exc)}
-        )
-
-    @app.errorhandler(CSRFError)
-    def _csrf_failed(exc: CSRFError):
-        log.info("form refused on %s: %s", request.path, exc.description)
-        return error_response(400, "csrf_failed", CSRF_MESSAGE)
-
-    @app.errorhandler(NotAllowed)
-    def _not_allowed(exc: NotAllowed):
-        return error_response(403, "forbidden", str(exc))
-
-    @app.errorhandler(ScheduleNameTaken)
-    def _name_taken(exc: ScheduleNameTaken):
-        return error_response(409, "name_taken", str(exc), {"name": "is taken"})
-
-    @app.errorhandler(RunFinished)
-    def _finished(exc: RunFinished):
-        return error_response(409, "run_finished", "the run has already finished")
-
+def _dependency_errors_init_app(app: Flask) -> None:
     @app.errorhandler(OperationalError)
     def _database_down(exc: OperationalError):
         log.error("database unreachable: %s", exc.orig)
@@ -134,6 +117,13 @@ def errors_init_app(app: Flask) -> None:
     def _redis_down(exc: redis.RedisError):
         log.error("redis unreachable: %s", exc)
         return error_response(503, "redis_unavailable", "the data store is unreachable")
+
+
+def _http_errors_init_app(app: Flask) -> None:
+    @app.errorhandler(CSRFError)
+    def _csrf_failed(exc: CSRFError):
+        log.info("form refused on %s: %s", request.path, exc.description)
+        return error_response(400, "csrf_failed", CSRF_MESSAGE)
 
     @app.errorhandler(RequestEntityTooLarge)
     def _too_large(exc: RequestEntityTooLarge):
@@ -153,8 +143,3 @@ def errors_init_app(app: Flask) -> None:
             body, status = response
             return body, status, {"Allow": ", ".join(exc.valid_methods)}
         return response
-
-    @app.errorhandler(Exception)
-    def _unexpected(exc: Exception):
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return error_response(500, "internal_error", "something went wrong on our side")

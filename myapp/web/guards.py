@@ -25,9 +25,16 @@ from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import BadHost, SecurityError
 from werkzeug.http import parse_set_header
 
-# Task parameters are flat and Dash's callback payloads a few levels deep; the
-# parser's own limit (Python's recursion limit) is far above this.
-MAX_JSON_DEPTH = 100
+from myapp.edge import MAX_JSON_DEPTH
+
+__all__ = [
+    "MAX_JSON_DEPTH",
+    "ChunkedBodyLimit",
+    "GuardedJSONProvider",
+    "check_json_depth",
+    "guards_init_app",
+    "local_location",
+]
 
 # The tokens that matter for nesting: strings (skipped whole, brackets inside them
 # do not count) and brackets. A string without its closing quote runs to the end

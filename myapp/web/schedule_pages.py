@@ -16,9 +16,10 @@ from flask import Blueprint, abort, redirect, render_template, request, url_for
 from werkzeug.datastructures import MultiDict
 
 from myapp import runs, schedules
+from myapp.edge import current_requester
 from myapp.models import Schedule, utcnow
 from myapp.tasks import TaskDefinition, ValidationError, task_registry
-from myapp.web.security import current_requester
+from myapp.web.inputs import schedule_or_404
 from myapp.web.views import TaskForm, form_values, task_form
 
 bp = Blueprint("schedules", __name__)
@@ -83,7 +84,7 @@ def create_schedule():
 
 @bp.get("/schedules/<int:schedule_id>")
 def edit_schedule(schedule_id: int):
-    schedule = _schedule_or_404(schedule_id)
+    schedule = schedule_or_404(schedule_id)
     definition = task_registry().get(schedule.task)
     values = {
         "kind": "cron" if schedule.cron else "every",
@@ -103,7 +104,7 @@ def edit_schedule(schedule_id: int):
 
 @bp.post("/schedules/<int:schedule_id>")
 def update_schedule(schedule_id: int):
-    schedule = _schedule_or_404(schedule_id)
+    schedule = schedule_or_404(schedule_id)
     definition = task_registry().get(schedule.task)
     if definition is None:
         abort(409, description=f"Its task {schedule.task!r} no longer exists.")
@@ -129,14 +130,14 @@ def disable_schedule(schedule_id: int):
 def run_schedule(schedule_id: int):
     """Run now: a start by the signed-in user; the browser lands on the run."""
     run = schedules.run_now(
-        _schedule_or_404(schedule_id), current_requester(), source="web"
+        schedule_or_404(schedule_id), current_requester(), source="web"
     )
     return redirect(url_for("views.get_run", run_id=run.id), 303)
 
 
 @bp.post("/schedules/<int:schedule_id>/delete")
 def delete_schedule(schedule_id: int):
-    schedules.delete_schedule(_schedule_or_404(schedule_id), current_requester())
+    schedules.delete_schedule(schedule_or_404(schedule_id), current_requester())
     return redirect(url_for(".list_schedules"), 303)
 
 
@@ -144,7 +145,7 @@ def delete_schedule(schedule_id: int):
 
 
 def _toggle(schedule_id: int, enabled: bool):
-    schedule = _schedule_or_404(schedule_id)
+    schedule = schedule_or_404(schedule_id)
     schedules.set_enabled(schedule, enabled, current_requester())
     return redirect(url_for(".list_schedules", _anchor=f"schedule-{schedule.id}"), 303)
 
@@ -266,10 +267,3 @@ def _as_text(value: Any) -> Any:
     if isinstance(value, list):
         return [str(v) for v in value]
     return "" if value is None else str(value)
-
-
-def _schedule_or_404(schedule_id: int) -> Schedule:
-    schedule = schedules.get_schedule(schedule_id)
-    if schedule is None:
-        abort(404, description=f"No schedule has id {schedule_id}.")
-    return schedule

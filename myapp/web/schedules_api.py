@@ -6,10 +6,9 @@ from __future__ import annotations
 from flask import jsonify
 
 from myapp import schedules
-from myapp.models import Schedule
+from myapp.edge import current_requester
 from myapp.web.api import _accepted, _json_object, bp
-from myapp.web.errors import ApiError
-from myapp.web.security import current_requester
+from myapp.web.inputs import schedule_or_404
 
 
 @bp.get("/schedules")
@@ -29,33 +28,26 @@ def create_schedule():
 
 @bp.get("/schedules/<int:schedule_id>")
 def get_schedule(schedule_id: int):
-    return jsonify(schedules.schedule_json(_schedule_or_404(schedule_id)))
+    return jsonify(schedules.schedule_json(schedule_or_404(schedule_id)))
 
 
 @bp.patch("/schedules/<int:schedule_id>")
 def update_schedule(schedule_id: int):
     schedule = schedules.update_schedule(
-        _schedule_or_404(schedule_id), _json_object(), current_requester()
+        schedule_or_404(schedule_id), _json_object(), current_requester()
     )
     return jsonify(schedules.schedule_json(schedule))
 
 
 @bp.delete("/schedules/<int:schedule_id>")
 def delete_schedule(schedule_id: int):
-    schedules.delete_schedule(_schedule_or_404(schedule_id), current_requester())
+    schedules.delete_schedule(schedule_or_404(schedule_id), current_requester())
     return "", 204
 
 
 @bp.post("/schedules/<int:schedule_id>/run")
 def run_schedule(schedule_id: int):
     run = schedules.run_now(
-        _schedule_or_404(schedule_id), current_requester(), source="api"
+        schedule_or_404(schedule_id), current_requester(), source="api"
     )
     return _accepted(run)
-
-
-def _schedule_or_404(schedule_id: int) -> Schedule:
-    schedule = schedules.get_schedule(schedule_id)
-    if schedule is None:
-        raise ApiError(404, "schedule_not_found", f"no schedule has id {schedule_id}")
-    return schedule

@@ -1,8 +1,6 @@
-"""Security at the edge: who is asking, and the response headers.
+"""Security at the edge: the response headers. (Who is asking is
+`myapp.edge.current_requester`, shared with Dash.)
 
-- `current_requester()`: the signed-in user (name and role) as admission and cancel
-  see them, and the bucket START_RATE_LIMIT counts (the user; the client address
-  only for a caller nobody signed in); API, forms and Dash all pass it to `runs`.
 - Headers on every response: a Content-Security-Policy (strict for Flask pages;
   Dash pages get the hashes of Dash's inline scripts and `unsafe-eval`, which
   Plotly and AG Grid need), nosniff, frame denial, a referrer policy, and HSTS
@@ -12,10 +10,6 @@
 from __future__ import annotations
 
 from flask import Flask, Response, current_app, request
-from flask_login import current_user
-
-from myapp.runs import Requester
-from myapp.users import Role
 
 # Flask pages and the API: only our own files, no inline script or style.
 _BASE_CSP = {
@@ -35,19 +29,6 @@ _BASE_CSP = {
 def security_init_app(app: Flask) -> None:
     app.extensions["security"] = {"base_csp": _render(_BASE_CSP), "dash_csp": None}
     app.after_request(_security_headers)
-
-
-def current_requester() -> Requester:
-    """Who is asking, as admission, cancel and the start rate limit see them."""
-    if current_user.is_authenticated:
-        return Requester(
-            name=current_user.name,
-            role=Role(current_user.role),
-            limit_key=f"user:{current_user.name}",
-        )
-    return Requester(
-        name=None, role=None, limit_key=f"addr:{request.remote_addr or 'unknown'}"
-    )
 
 
 def _security_headers(response: Response) -> Response:

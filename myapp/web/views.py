@@ -29,6 +29,7 @@ from flask import (
 from werkzeug.datastructures import MultiDict
 
 from myapp import runs
+from myapp.edge import current_requester
 from myapp.models import SOURCES, STATES, Run
 from myapp.runs.results import result_view
 from myapp.tasks import (
@@ -38,8 +39,8 @@ from myapp.tasks import (
     get_definition,
     task_registry,
 )
-from myapp.web.params import MAX_IDEMPOTENCY_KEY_LENGTH, RUNS_QUERY, parse_query
-from myapp.web.security import current_requester
+from myapp.web.inputs import idempotency_key, run_filter, run_or_404
+from myapp.web.params import RUNS_QUERY, parse_query
 
 bp = Blueprint("views", __name__)
 
@@ -156,10 +157,7 @@ def create_run(name: str):
     submitted = form_values(definition, request.form)
     key = request.form.get(KEY_FIELD) or None
     try:
-        if key is not None and len(key) > MAX_IDEMPOTENCY_KEY_LENGTH:
-            raise ValidationError(
-                {KEY_FIELD: f"must be at most {MAX_IDEMPOTENCY_KEY_LENGTH} characters"}
-            )
+        idempotency_key(key, KEY_FIELD)
         run, created = runs.start_run(
             definition.name,
             submitted,
@@ -178,13 +176,7 @@ def create_run(name: str):
 def list_runs():
     try:
         query = parse_query(request.args, _PAGE_QUERY)
-        filters = runs.RunFilter(
-            query["task"],
-            query["state"],
-            query["source"],
-            query["created_by"],
-            query["schedule_id"],
-        )
+        filters = run_filter(query)
         cursor = query["cursor"]
         items, next_cursor = runs.list_runs(filters, limit=PAGE_SIZE, cursor=cursor)
     except ValidationError as exc:
@@ -223,12 +215,12 @@ def plotly_js():
 
 @bp.get("/runs/<run_id>")
 def get_run(run_id: str):
-    return _run_page(_run_or_404(run_id))
+    return _run_page(run_or_404(run_id))
 
 
 @bp.post("/runs/<run_id>/cancel")
 def cancel_run(run_id: str):
-    run = _run_or_404(run_id)
+    run = run_or_404(run_id)
     try:
         runs.cancel_run(run, current_requester())
     except runs.RunFinished:
@@ -242,9 +234,10 @@ def rerun(run_id: str):
     """The run page's Run again: a new run of the same task with the same
     parameters. The form's one-time key makes a resubmitted form return the run it
     started."""
-    run = _run_or_404(run_id)
-    key = request.form.get(KEY_FIELD) or None
-    if key is not None and len(key) > MAX_IDEMPOTENCY_KEY_LENGTH:
+    run = run_or_404(run_id)
+    try:
+        key = idempotency_key(request.form.get(KEY_FIELD) or None, KEY_FIELD)
+    except ValidationError:
         abort(400, description=f"{KEY_FIELD} is too long.")
     try:
         new_run, created = runs.rerun(
@@ -335,13 +328,6 @@ def _params_used(run: Run) -> list[ParamUsed]:
 
 def _filter_options() -> dict[str, tuple[str, ...]]:
     return {"task": tuple(task_registry()), "state": STATES, "source": SOURCES}
-
-
-def _run_or_404(run_id: str) -> Run:
-    run = runs.get_run(run_id)
-    if run is None:
-        abort(404, description=f"No run has id {run_id!r}.")
-    return run
 
 
 def views_init_app(app: Flask) -> None:
