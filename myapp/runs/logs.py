@@ -86,7 +86,10 @@ class RunLogHandler(logging.Handler):
         self.dropped = 0
         self.refused = 0
         self._written_dropped = 0
-        self.pending: deque[tuple[int, float, int, str]] = deque()
+        # (seq, epoch milliseconds, level number, text): a line is stored as it
+        # was added and made readable when read (`read_lines`), so the writing
+        # side, in the task's worker, does the least.
+        self.pending: deque[tuple[int, int, int, str]] = deque()
         self._flushing = threading.Lock()
         self._failed = False
 
@@ -112,7 +115,9 @@ class RunLogHandler(logging.Handler):
             self.pending.append(
                 (
                     seq,
-                    time.time() if created is None else created,
+                    time.time_ns() // 1_000_000
+                    if created is None
+                    else int(created * 1000),
                     level,
                     _text(msg, args, exc_info)[:MAX_LINE],
                 )
@@ -155,7 +160,7 @@ class RunLogHandler(logging.Handler):
             self._failed = False
 
     def _write(
-        self, connection: Connection, lines: list[tuple[int, float, str, str]]
+        self, connection: Connection, lines: list[tuple[int, int, int, str]]
     ) -> None:
         if self.base is None:
             # A later attempt (a retry, a takeover) goes on after the lines kept.
@@ -165,11 +170,15 @@ class RunLogHandler(logging.Handler):
                 )
             )
         base = self.base or 0
-        kept = [
-            [base + seq, _iso(created), logging.getLevelName(level)[:10], message]
-            for seq, created, level, message in lines
-            if base + seq <= self.max_lines
-        ]
+        kept = (
+            lines  # the common case: the first attempt, every line under the limit
+            if base == 0 and (not lines or lines[-1][0] <= self.max_lines)
+            else [
+                (base + seq, at, level, message)
+                for seq, at, level, message in lines
+                if base + seq <= self.max_lines
+            ]
+        )
         if kept:
             connection.execute(
                 insert(RunLogBatch).values(
@@ -298,7 +307,7 @@ def read_lines(run: Run, after: int = 0, limit: int = 500) -> dict[str, Any]:
         .limit(max(1, limit // 50))
     ).all()
     lines = [
-        {"seq": seq, "at": at, "level": level, "message": message}
+        {"seq": seq, "at": _iso(at), "level": _level(level), "message": message}
         for batch in batches
         for seq, at, level, message in batch
         if seq > after
@@ -326,7 +335,15 @@ def _text(msg: object, args: Any, exc_info: Any) -> str:
     return message
 
 
-def _iso(created: float) -> str:
-    """A line's time as the API writes times (ISO 8601 UTC, milliseconds)."""
-    seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
-    return f"{seconds}.{int(created * 1000) % 1000:03d}Z"
+def _iso(at: int | str) -> str:
+    """A line's time (epoch milliseconds) as the API writes times (ISO 8601 UTC,
+    milliseconds). Lines written before 2026-12 hold the text already."""
+    if isinstance(at, str):
+        return at
+    seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(at // 1000))
+    return f"{seconds}.{at % 1000:03d}Z"
+
+
+def _level(level: int | str) -> str:
+    """A line's level number as its name (text already in older lines)."""
+    return level if isinstance(level, str) else logging.getLevelName(level)[:10]
