@@ -24,7 +24,7 @@ from typing import Any
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 
-from myapp.testing import chrome_options, sign_in
+from tests.support import chrome_options, sign_in
 
 
 @contextmanager

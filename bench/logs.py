@@ -23,8 +23,8 @@ def run(stack: Stack, quick: bool) -> list[Result]:
     from myapp import runs
     from myapp.extensions import db
     from myapp.models import Run
-    from myapp.testing import wait_for
     from myapp.users import Role
+    from tests.support import wait_for
 
     rounds = 3 if quick else 10
     stack.reset()

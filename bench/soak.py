@@ -47,7 +47,7 @@ import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.stack import Stack
-from myapp.testing import ROOT, Launcher, clean_environ
+from tests.support import ROOT, Launcher, clean_environ
 
 # Share of each kind of request in the mix.
 MIX = (

@@ -8,7 +8,7 @@ only the app swapped (`bench.baseline_wsgi`), on their own Redis database, so ev
 ratio compares code, not settings.
 
 The processes themselves (Redis, gunicorn, the worker, `make run`'s launcher) are
-`myapp.testing`'s, the same the tests start; this module adds what only the bench
+`tests.support`'s, the same the tests start; this module adds what only the bench
 needs: the baseline, the Redis database layout and the settings that keep load from
 being refused. Every subprocess gets PYTHONPATH and cwd = the project root, so it
 imports this checkout's code, and binds or targets 127.0.0.1 only.
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import redis
 
-from myapp.testing import (
+from tests.support import (
     ROOT,
     Launcher,
     RedisServer,

@@ -4,7 +4,7 @@ Nothing is simulated: runs go through the broker to an embedded worker thread
 (`celery.contrib.testing.worker.start_worker`), and the data lands in Redis.
 Set TEST_DATABASE_URL to run the same suite on PostgreSQL. Fixtures live here; the
 plain helpers (free_port, wait_for, wait_for_state, pending_run, the process
-classes, signing in) are in `myapp.testing`, shared with tests/faults and bench/.
+classes, signing in) are in `tests.support`, shared with tests/faults and bench/.
 
 Every app's test client calls as the admin `admin` with an API token unless told
 otherwise (`app.test_client(token=None)` is anonymous; `token=` another user's);
@@ -29,7 +29,7 @@ from sqlalchemy import text
 from myapp import create_app, users
 from myapp.config import ENVIRONMENT_NAMES
 from myapp.extensions import db
-from myapp.testing import BROWSER_PASSWORD, RedisServer, TokenClient, Web, app_environ
+from tests.support import BROWSER_PASSWORD, RedisServer, TokenClient, Web, app_environ
 
 # The admin every test client calls as.
 ADMIN = "admin"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from myapp.testing import wait_for, wait_for_state
+from tests.support import wait_for, wait_for_state
 
 
 def start(client, task="generate_data", body=None, **kwargs):

@@ -15,8 +15,8 @@ from myapp import users
 from myapp.dashboard import core
 from myapp.extensions import db
 from myapp.models import ApiToken, Run, User
-from myapp.testing import as_user, pending_run, wait_for_state
 from myapp.web.auth import safe_next
+from tests.support import as_user, pending_run, wait_for_state
 
 PASSWORD = "a long enough password"
 

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from myapp.extensions import db
 from myapp.models import Run
-from myapp.testing import wait_for, wait_for_state
+from tests.support import wait_for, wait_for_state
 
 ROOT = Path(__file__).resolve().parents[1]
 

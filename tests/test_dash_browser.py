@@ -21,7 +21,7 @@ from myapp.dashboard import ids
 from myapp.extensions import get_store
 from myapp.models import SOURCES, Run
 from myapp.schedules.sender import ScheduleSender
-from myapp.testing import (
+from tests.support import (
     BROWSER_PASSWORD,
     Worker,
     add_schedule,

@@ -16,7 +16,7 @@ from myapp.dashboard import core, data, forms, history, ids, results
 from myapp.extensions import db, get_store
 from myapp.models import ACTIVE_STATES, Run
 from myapp.tasks import ValidationError, get_definition
-from myapp.testing import add_schedule, as_user, free_port, pending_run, wait_for
+from tests.support import add_schedule, as_user, free_port, pending_run, wait_for
 
 
 def job_closure(celery_app, name):

@@ -13,7 +13,7 @@ from selenium.webdriver.common.by import By
 
 from myapp.dashboard import ids
 from myapp.extensions import get_store
-from myapp.testing import BROWSER_PASSWORD, add_schedule, sign_in, wait_for
+from tests.support import BROWSER_PASSWORD, add_schedule, sign_in, wait_for
 
 # tests/log_tasks.py: a task that writes to its run's log while it holds.
 TASK_MODULES = "tests.dash_result_tasks,tests.log_tasks"

@@ -23,7 +23,7 @@ from myapp.runs.logs import read_lines, run_log
 from myapp.runs.transitions import Claim, fail_run, finish_run
 from myapp.store import AttemptSuperseded, DataStore
 from myapp.tasks import get_definition
-from myapp.testing import pending_run, wait_for
+from tests.support import pending_run, wait_for
 
 TASKS = "tests.host_tasks"
 

@@ -1,13 +1,15 @@
 """The install is the lock: what runs here is exactly what uv.lock names, dash and
-kombu stay on the minors whose internals the code reads, and the `flask` command
-reads the same `.env` as `make run`."""
+kombu stay on the minors whose internals the code reads, the wheel holds the app
+alone, and the `flask` command reads the same `.env` as `make run`."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tomllib
+import zipfile
 from importlib import metadata
 from pathlib import Path
 
@@ -63,6 +65,64 @@ def test_dash_and_kombu_stay_on_the_minors_the_code_reads():
     locked = locked_versions()
     assert all(v.startswith("4.4.") for v in locked["dash"])
     assert all(v.startswith("5.7.") for v in locked["kombu"])
+
+
+# Left out of the copy the wheel is built from: tools, caches and local state.
+NOT_SOURCE = {
+    ".git",
+    ".venv",
+    ".tools",
+    "instance",
+    "build",
+    "dist",
+    ".pytest_cache",
+    ".ruff_cache",
+}
+
+
+def test_the_wheel_holds_the_app_alone(tmp_path):
+    """What a production image installs: every file of the `myapp` package (modules,
+    templates, static files, Dash assets, Lua scripts) and nothing else, no tests or
+    benchmarks."""
+    source = tmp_path / "source"
+
+    def ignore(directory: str, names: list[str]) -> set[str]:
+        local = NOT_SOURCE if Path(directory) == ROOT else set()
+        return {
+            n
+            for n in names
+            if n in local or n == "__pycache__" or n.endswith((".egg-info", ".pyc"))
+        }
+
+    # Built from a copy: the build writes build/ and egg-info beside the sources.
+    shutil.copytree(ROOT, source, ignore=ignore)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from setuptools import build_meta;"
+            "print(build_meta.build_wheel(sys.argv[1]))",
+            str(tmp_path / "dist"),
+        ],
+        cwd=source,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    wheel = tmp_path / "dist" / result.stdout.split()[-1]
+    with zipfile.ZipFile(wheel) as archive:
+        shipped = {n for n in archive.namelist() if not n.endswith("/")}
+    outside = sorted(n for n in shipped if n.split("/")[0] != "myapp")
+    assert [n for n in outside if ".dist-info/" not in n] == [], outside
+    package = {
+        str(path.relative_to(ROOT))
+        for path in (ROOT / "myapp").rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts
+    }
+    inside = shipped - set(outside)
+    assert sorted(package - inside) == [], "files of myapp/ missing from the wheel"
+    assert sorted(inside - package) == [], "files in the wheel that myapp/ lacks"
 
 
 def test_flask_command_reads_dot_env(tmp_path):

@@ -16,7 +16,7 @@ import psutil
 import requests
 
 from myapp import PROJECT_ROOT, devserver, localstack
-from myapp.testing import Launcher, RedisServer, clean_environ, wait_for
+from tests.support import Launcher, RedisServer, clean_environ, wait_for
 
 SIGN_IN = re.compile(r"sign in at (\S+) as 'admin', password (\S+)")
 

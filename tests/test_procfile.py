@@ -32,7 +32,7 @@ from sqlalchemy import create_engine, inspect, select
 from myapp import beat as beat_module
 from myapp.extensions import db
 from myapp.models import Run, utcnow
-from myapp.testing import add_schedule, free_port, wait_for, wait_for_state
+from tests.support import add_schedule, free_port, wait_for, wait_for_state
 
 ROOT = Path(__file__).resolve().parents[1]
 # Heroku, Render and Kubernetes send SIGKILL 30 s after SIGTERM.

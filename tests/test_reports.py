@@ -3,7 +3,7 @@ views are for. Real worker, real Redis."""
 
 from __future__ import annotations
 
-from myapp.testing import wait_for_state
+from tests.support import wait_for_state
 
 
 def add_rows(client, rows: int) -> None:

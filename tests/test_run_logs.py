@@ -12,7 +12,7 @@ from sqlalchemy import func, select, update
 
 from myapp.extensions import db
 from myapp.models import Run, RunLogBatch, utcnow
-from myapp.testing import sign_in, wait_for, wait_for_state
+from tests.support import sign_in, wait_for, wait_for_state
 
 TASKS = "tests.log_tasks"
 

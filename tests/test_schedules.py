@@ -15,7 +15,7 @@ import pytest
 from myapp.extensions import db
 from myapp.models import Schedule, utcnow
 from myapp.schedules import Timing
-from myapp.testing import wait_for_state
+from tests.support import wait_for_state
 
 NIGHTLY = {
     "name": "nightly-report",

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from myapp.extensions import db
 from myapp.models import Run, Schedule, utcnow
 from myapp.runs import FIRE_HEADER, SCHEDULE_HEADER, SOURCE_HEADER
-from myapp.testing import Beat, Worker, wait_for
+from tests.support import Beat, Worker, wait_for
 
 INTERVAL = 2
 

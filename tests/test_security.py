@@ -13,7 +13,7 @@ import redis
 from flask import session
 
 from myapp import create_app
-from myapp.testing import RedisServer, as_user
+from tests.support import RedisServer, as_user
 
 
 def start(client, task="generate_data", **body):

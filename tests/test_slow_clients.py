@@ -23,8 +23,8 @@ import requests
 
 from myapp import create_app, users
 from myapp.extensions import db
-from myapp.testing import Web, clean_environ, wait_for
 from myapp.web.server import HEAD_LIMIT, RequestBuffer, Verdict
+from tests.support import Web, clean_environ, wait_for
 
 LIMIT = 64 * 1024  # MAX_CONTENT_LENGTH, the shipped default
 START = b"POST /api/tasks/summarize_data/runs HTTP/1.1\r\nHost: 127.0.0.1\r\n"

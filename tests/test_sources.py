@@ -7,7 +7,7 @@ from sqlalchemy import update
 from myapp.extensions import db
 from myapp.models import Run
 from myapp.schedules.sender import ScheduleSender
-from myapp.testing import add_schedule, wait_for, wait_for_state
+from tests.support import add_schedule, wait_for, wait_for_state
 
 
 def runs_of(client, **filters):

@@ -14,7 +14,7 @@ import pytest
 from celery.beat import Scheduler
 
 from myapp.store import CATEGORIES, DataStore
-from myapp.testing import wait_for
+from tests.support import wait_for
 
 BIGGEST = 100_000  # MAX_ROWS_PER_RUN's default
 

@@ -28,7 +28,7 @@ from myapp.runs import reaper
 from myapp.tasks import RunContext, task
 from myapp.tasks.declaration import declaration_of
 from myapp.tasks.definition import TaskDeclarationError, TaskDefinition
-from myapp.testing import (
+from tests.support import (
     ROOT,
     Worker,
     app_environ,

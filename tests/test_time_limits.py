@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from myapp.testing import wait_for_state
+from tests.support import wait_for_state
 
 
 def test_a_run_over_its_soft_time_limit_ends_failure(make_app, worker_for):

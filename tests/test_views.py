@@ -17,8 +17,8 @@ from myapp import runs
 from myapp.extensions import db
 from myapp.models import Run
 from myapp.store import CATEGORIES
-from myapp.testing import free_port, pending_run, sign_in, wait_for, wait_for_state
 from myapp.web.errors import CSRF_MESSAGE
+from tests.support import free_port, pending_run, sign_in, wait_for, wait_for_state
 
 
 def form_of(html: str, task: str) -> str:

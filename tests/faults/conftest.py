@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from myapp.testing import RedisServer, Worker
+from tests.support import RedisServer, Worker
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from myapp.extensions import db, get_store
 from myapp.models import FINISHED_STATES, Run, utcnow
 from myapp.store import DataStore, ReplicationUnconfirmed
-from myapp.testing import (
+from tests.support import (
     Beat,
     RedisServer,
     SentinelServer,

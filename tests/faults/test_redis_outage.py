@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 from myapp.extensions import get_store
-from myapp.testing import settle
+from tests.support import settle
 
 OUTAGE_SECONDS = 5
 

@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 
 from myapp.extensions import db, get_store
 from myapp.models import FINISHED_STATES, Run, utcnow
-from myapp.testing import (
+from tests.support import (
     Beat,
     Launcher,
     RedisServer,

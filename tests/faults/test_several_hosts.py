@@ -1,5 +1,5 @@
 """Several hosts, rehearsed: worker "hosts" whose Redis and PostgreSQL links go
-through their own fault proxies (myapp.testing.FaultProxy), cut, delayed and healed
+through their own fault proxies (tests.support.FaultProxy), cut, delayed and healed
 while they run.
 
 A host cut off for longer than the run lease has its run finished by another host;
@@ -35,7 +35,7 @@ from myapp.models import Run, utcnow
 from myapp.runs.errors import RunBusy
 from myapp.runs.execution import _claim
 from myapp.runs.logs import read_lines
-from myapp.testing import (
+from tests.support import (
     FaultProxy,
     Host,
     Service,

@@ -15,7 +15,7 @@ from datetime import timedelta
 from myapp.extensions import db, get_store
 from myapp.models import Run, utcnow
 from myapp.runs import reaper
-from myapp.testing import settle, wait_for
+from tests.support import settle, wait_for
 
 # The bound docs/reliability.md states, for these settings: lease 3 s + reaper
 # pass + a run of 3 s, twice over, with room for a loaded 2-core machine.

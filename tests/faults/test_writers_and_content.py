@@ -14,7 +14,7 @@ from kombu import Connection
 
 from myapp.extensions import db, get_store
 from myapp.models import Run
-from myapp.testing import ROOT, add_schedule, app_environ, settle, wait_for
+from tests.support import ROOT, add_schedule, app_environ, settle, wait_for
 
 
 def test_four_writers_and_a_scheduled_run_give_an_exact_row_count(
