@@ -12,8 +12,8 @@ import pytest
 from celery.utils.nodenames import default_nodename, host_format
 
 from myapp.settings import read_settings
-from myapp.testing import Service, Worker, app_environ, procfile_command
 from myapp.worker import apply_program_settings
+from tests.support import Service, Worker, app_environ, procfile_command
 
 
 def consumed(celery_app) -> set[str]:
