@@ -14,6 +14,7 @@ status of record.
 from __future__ import annotations
 
 from myapp.runs.admission import admission_init_app, rerun, start_run
+from myapp.runs.adoption import Fire
 from myapp.runs.dispatch import (
     FIRE_HEADER,
     SCHEDULE_HEADER,
@@ -32,9 +33,10 @@ from myapp.runs.errors import (
     TooManyActiveRuns,
     TooManyActiveRunsOfTask,
 )
-from myapp.runs.execution import Fire, ProgressReporter, execute_run
+from myapp.runs.execution import execute_run
 from myapp.runs.logs import read_lines
 from myapp.runs.permissions import Requester, may_cancel, may_start
+from myapp.runs.progress import ProgressReporter
 from myapp.runs.queries import RunFilter, get_run, list_runs
 from myapp.runs.transitions import (
     cancel_run,
