@@ -1,12 +1,17 @@
 """What the command groups share: who a command acts as, key=value parameters,
-and the check that Redis answers before a run is sent."""
+a task's name or parameters refused, and the check that Redis answers before a run
+is sent."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import click
 from flask import current_app
 
 from myapp import localstack, runs, users
+from myapp.tasks import UnknownTask, ValidationError, task_registry
 
 
 def requester(name: str | None) -> runs.Requester:
@@ -47,3 +52,20 @@ def require_stack() -> None:
         localstack.require_redis(current_app.config)
     except localstack.StackUnreachable as exc:
         raise click.ClickException(str(exc)) from None
+
+
+@contextmanager
+def task_errors(name: str | None, param_hint: str, refused: str) -> Iterator[None]:
+    """An unknown task or bad parameters, as the shell says them (exit 2): the
+    known names, or the same field messages as the API and the forms, one per
+    line after `refused`."""
+    try:
+        yield
+    except UnknownTask:
+        known = ", ".join(task_registry())
+        raise click.BadParameter(
+            f"no task named {name!r} (known: {known})", param_hint=param_hint
+        ) from None
+    except ValidationError as exc:
+        lines = "".join(f"\n  {k}: {v}" for k, v in exc.fields.items())
+        raise click.UsageError(f"{refused}:{lines}") from None

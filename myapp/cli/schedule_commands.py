@@ -10,8 +10,7 @@ import click
 from flask.cli import AppGroup
 
 from myapp import runs, schedules
-from myapp.cli.common import key_values, requester
-from myapp.tasks import UnknownTask, ValidationError, task_registry
+from myapp.cli.common import key_values, requester, task_errors
 
 schedules_cli = AppGroup(
     "schedules", help="Schedule tasks: beat starts them on an interval or cron."
@@ -133,14 +132,7 @@ def _schedule_errors(task: str | None = None) -> Iterator[None]:
     """The service's refusals as the shell says them (exit 2 for bad input, 1 for
     a refusal)."""
     try:
-        yield
-    except UnknownTask:
-        known = ", ".join(task_registry())
-        raise click.BadParameter(
-            f"no task named {task!r} (known: {known})", param_hint="TASK"
-        ) from None
-    except ValidationError as exc:
-        lines = "".join(f"\n  {k}: {v}" for k, v in exc.fields.items())
-        raise click.UsageError(f"not saved:{lines}") from None
+        with task_errors(task, "TASK", "not saved"):
+            yield
     except (schedules.ScheduleNameTaken, runs.NotAllowed, runs.StartRefused) as exc:
         raise click.ClickException(str(exc)) from None

@@ -9,9 +9,9 @@ import click
 from flask.cli import AppGroup
 
 from myapp import runs
-from myapp.cli.common import key_values, requester, require_stack
+from myapp.cli.common import key_values, requester, require_stack, task_errors
 from myapp.models import Run
-from myapp.tasks import UnknownTask, ValidationError, task_registry
+from myapp.tasks import task_registry
 
 tasks_cli = AppGroup("tasks", help="List the tasks and start runs.")
 
@@ -46,16 +46,10 @@ def run_command(
     who = requester(as_user)
     raw = key_values(params)
     try:
-        run, _ = runs.start_run(name, raw, source="cli", requester=who, from_text=True)
-    except UnknownTask:
-        known = ", ".join(task_registry())
-        raise click.BadParameter(
-            f"no task named {name!r} (known: {known})", param_hint="NAME"
-        ) from None
-    except ValidationError as exc:
-        # The same field messages as the API and the forms, one per line.
-        lines = "".join(f"\n  {k}: {v}" for k, v in exc.fields.items())
-        raise click.UsageError(f"invalid parameters for {name}:{lines}") from None
+        with task_errors(name, "NAME", f"invalid parameters for {name}"):
+            run, _ = runs.start_run(
+                name, raw, source="cli", requester=who, from_text=True
+            )
     except (runs.StartRefused, runs.NotAllowed) as exc:
         raise click.ClickException(f"not started: {exc}") from None
     click.echo(f"run {run.id} {run.state}")
