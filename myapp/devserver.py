@@ -253,6 +253,10 @@ def main() -> int:
     # A SIGTERM to the launcher alone (a process manager, `kill`) takes the same path
     # as Ctrl-C, so honcho's processes and the embedded Redis are stopped too.
     signal.signal(signal.SIGTERM, _interrupt)
+    # Ctrl-C too, whatever the launcher inherited: a shell ignores SIGINT in the
+    # commands it starts in the background (`make run &`, a script's `cmd &`), and
+    # Python keeps an ignored SIGINT ignored.
+    signal.signal(signal.SIGINT, _interrupt)
     os.chdir(ROOT)
     env = read_env(ROOT / ".env", os.environ)
     instance = Path(env.get("INSTANCE_PATH") or ROOT / "instance")

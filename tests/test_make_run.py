@@ -69,7 +69,11 @@ def test_first_start_creates_admin_and_prints_the_sign_in(redis_server, tmp_path
         assert "myapp is starting at" in launcher.log()
         # Not reachable from the network unless HOST says so.
         assert listening_addresses(launcher) == {"127.0.0.1"}
-        # Said again once the site answers, below the processes' banners.
+        # Said again once the site answers, below the processes' banners (the
+        # launcher's own check of the site may come after ours).
+        launcher.wait_until(
+            lambda: "myapp is ready at" in launcher.log(), "the ready line", 60
+        )
         ready = launcher.log().index("myapp is ready at")
         assert ready > launcher.log().index("Listening at")
         assert SIGN_IN.search(launcher.log(), ready)[2] == password
