@@ -8,7 +8,6 @@ come from one ticker thread per process, not a thread started and joined per run
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 import time
@@ -16,13 +15,12 @@ import weakref
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import Update, bindparam, update
 
 from myapp.extensions import db
 from myapp.models import utcnow
 from myapp.per_process import PerProcess
 from myapp.runs.errors import RunSuperseded
-from myapp.runs.transitions import COLUMNS, RUNS, Claim, one_of
+from myapp.runs.transitions import Claim, run_update
 from myapp.runs.waiting import notify
 from myapp.tasks import ProgressHook, RunCancelled
 
@@ -122,11 +120,9 @@ class ProgressReporter:
                 progress_total=total,
                 progress_message=message[:200],
             )
-        params = {f"new_{name}": value for name, value in values.items()}
-        params["run"] = self.run_id
-        if self.claim is not None:
-            params["attempt"] = self.claim.attempt
-        statement = _progress_statement(tuple(values), self.claim is not None)
+        statement, params = run_update(
+            self.run_id, ("STARTED", "PROGRESS"), values, self.claim
+        )
         result = db.session.execute(statement, params)
         db.session.commit()
         self._written_at = started
@@ -161,19 +157,6 @@ class ProgressReporter:
                     db.session.rollback()
                     self._written_at = time.monotonic()
                     log.warning("run %s: progress not written: %s", self.run_id, exc)
-
-
-@functools.cache
-def _progress_statement(columns: tuple[str, ...], fenced: bool) -> Update:
-    """A progress or heartbeat UPDATE, built once per shape (see `_CLAIM`)."""
-    statement = update(RUNS).where(
-        COLUMNS.id == bindparam("run"), one_of(COLUMNS.state, ("STARTED", "PROGRESS"))
-    )
-    if fenced:
-        statement = statement.where(COLUMNS.attempts == bindparam("attempt"))
-    return statement.values(
-        {name: bindparam(f"new_{name}", type_=COLUMNS[name].type) for name in columns}
-    )
 
 
 class _Ticker:

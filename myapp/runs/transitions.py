@@ -189,14 +189,15 @@ def end_run(
     `claim` or `workers`, if another attempt owns it)."""
     now = utcnow()
     values = {"finished_at": now, "heartbeat_at": now, **values}
-    statement = _end_statement(tuple(sorted(values)), claim is not None, bool(workers))
-    params = {f"new_{name}": value for name, value in values.items()}
-    params["run"] = run_id
-    if claim is not None:
-        params["attempt"] = claim.attempt
-    if workers:
-        params["workers"] = workers
-    return apply_returning(statement, params) is not None
+    statement, params = run_update(run_id, ACTIVE_STATES, values, claim, workers)
+    return apply_returning(_logged(statement), params) is not None
+
+
+@functools.cache
+def _logged(statement: Update) -> Update:
+    """`statement` reading back the columns of the transition's log line, made once
+    per statement (a new statement object would compute its cache key anew)."""
+    return statement.returning(*LOGGED)
 
 
 def one_of(column: ColumnElement[Any], values: tuple[str, ...]) -> ColumnElement[bool]:
@@ -205,12 +206,35 @@ def one_of(column: ColumnElement[Any], values: tuple[str, ...]) -> ColumnElement
     return or_(*(column == literal(value) for value in values))
 
 
+def run_update(
+    run_id: str,
+    states: tuple[str, ...],
+    values: dict[str, Any],
+    claim: Claim | None = None,
+    workers: list[str] | None = None,
+) -> tuple[Update, dict[str, Any]]:
+    """The UPDATE setting `values` on the run while it is in one of `states` (and,
+    with `claim`, still that attempt's; with `workers`, claimed by one of them),
+    with its parameters. The statement is built once per shape: building one cost
+    more than running it on a trivial run."""
+    statement = _run_update(
+        states, tuple(sorted(values)), claim is not None, bool(workers)
+    )
+    params = {f"new_{name}": value for name, value in values.items()}
+    params["run"] = run_id
+    if claim is not None:
+        params["attempt"] = claim.attempt
+    if workers:
+        params["workers"] = workers
+    return statement, params
+
+
 @functools.cache
-def _end_statement(columns: tuple[str, ...], fenced: bool, by_workers: bool) -> Update:
-    """The UPDATE … RETURNING that ends a run, built once per shape: building a
-    statement costs more than executing it on a trivial run."""
+def _run_update(
+    states: tuple[str, ...], columns: tuple[str, ...], fenced: bool, by_workers: bool
+) -> Update:
     statement = update(RUNS).where(
-        COLUMNS.id == bindparam("run"), one_of(COLUMNS.state, ACTIVE_STATES)
+        COLUMNS.id == bindparam("run"), one_of(COLUMNS.state, states)
     )
     if fenced:
         statement = statement.where(COLUMNS.attempts == bindparam("attempt"))
@@ -220,7 +244,7 @@ def _end_statement(columns: tuple[str, ...], fenced: bool, by_workers: bool) -> 
         )
     return statement.values(
         {name: bindparam(f"new_{name}", type_=COLUMNS[name].type) for name in columns}
-    ).returning(*LOGGED)
+    )
 
 
 def apply_returning(statement: Update, params: dict[str, Any]) -> Row | None:
